@@ -1,0 +1,56 @@
+# Two commands set everything up on a fresh machine with Python 3.11:
+#   make demo   create .venv, install, run the default study with DVC, print where results are
+#   make test   create .venv, install with dev extras, run the test suite
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+# Telemetry off (also defaulted in cortexlens/_env.py); DVC's is off in .dvc/config.
+export DO_NOT_TRACK := 1
+export DVC_NO_ANALYTICS := 1
+export MLFLOW_DISABLE_TELEMETRY := true
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export HF_HUB_DISABLE_TELEMETRY := 1
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: install demo test test-all bench lint constraints clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	# torch first and pinned: the local CPU wheel; an unpinned torch pulls gigabytes of CUDA packages.
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/cortexlens check params.yaml
+	$(BIN)/dvc repro
+	@echo
+	@echo "Done. Results:"
+	@echo "  activation store   data/store   (query it: .venv/bin/cortexlens sql \"select model, hook, layer, count(*) from activations group by all order by all\")"
+	@echo "  toy model          data/models/toy"
+	@echo "  metrics            reports/metrics/   (.venv/bin/dvc metrics show)"
+	$(BIN)/cortexlens sql "select model, count(*) as activation_rows, count(distinct doc_id) as documents from activations group by model order by model"
+
+# HF_HUB_OFFLINE: tests use only local models and must never wait on the network.
+test: $(STAMP)
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/pytest -m "not slow"
+
+test-all: $(STAMP)
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/pytest
+
+bench: $(STAMP)
+	$(BIN)/python bench/extract.py
+	$(BIN)/python bench/extract_memory.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check cortexlens stages tests bench
+
+constraints: $(STAMP)
+	$(BIN)/pip freeze --exclude-editable | sed 's/+cpu$$//' > constraints.txt
+
+clean:
+	rm -rf $(VENV) data/store data/models reports/metrics dvc.lock

@@ -1,0 +1,228 @@
+"""The schema of params.yaml. Every key is declared here with its type, default and meaning.
+
+Structural checks (types, ranges, unknown keys) live in these models; checks that need to know a
+model's architecture (hooks, layer ranges) live in `cortexlens.config.semantic`. Both run before any
+stage writes anything.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+DType = Literal["float32", "float16", "bfloat16"]
+StoreDType = Literal["float32", "float16"]
+PositiveInt = Annotated[int, Field(ge=1)]
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"  # model and dataset names become directory names
+Name = Annotated[str, Field(pattern=NAME_PATTERN)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Paths(Strict):
+    store: str = "data/store"
+    """Root of the Parquet store that DuckDB's views read."""
+    models: str = "data/models"
+    """Where models the pipeline trains are written (train_toy writes `<models>/toy`)."""
+    reports: str = "reports"
+    """Report, metrics and plot data."""
+
+
+class ModelSpec(Strict):
+    source: str
+    """`minilm` or `toy` (built-in), a local directory saved with `save_pretrained`, or a hub id (`gpt2`)."""
+    revision: str | None = None
+    """Hub revision (branch, tag or commit) for hub ids."""
+    dtype: DType = "float32"
+    """Compute dtype the weights are loaded in."""
+    attn_implementation: Literal["eager", "sdpa"] | None = None
+    """None keeps the transformers default (sdpa)."""
+
+    @field_validator("source")
+    @classmethod
+    def _non_empty(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("must not be empty")
+        return v
+
+
+class BuiltinCorpus(Strict):
+    kind: Literal["builtin"]
+    n_docs: PositiveInt = 2000
+    """Number of sentences the seeded grammar generates."""
+    seed: int = 0
+
+
+class FileDataset(Strict):
+    kind: Literal["text", "jsonl", "parquet"]
+    path: str
+    """A plain-text file (one document per non-empty line), JSONL or Parquet with a text column."""
+    text_field: str = "text"
+    n_docs: PositiveInt | None = None
+    """Keep the first n documents (all when unset)."""
+
+
+class HuggingFaceDataset(Strict):
+    kind: Literal["huggingface"]
+    name: str
+    """Dataset id on the Hugging Face hub, e.g. `wikitext`."""
+    config: str | None = None
+    split: str = "train"
+    text_field: str = "text"
+    revision: str | None = None
+    n_docs: PositiveInt | None = 5000
+
+
+DatasetSpec = Annotated[BuiltinCorpus | FileDataset | HuggingFaceDataset, Field(discriminator="kind")]
+
+
+class TrainToy(Strict):
+    """A small GPT-2-architecture causal LM trained on repeated random token sequences (induction)."""
+
+    n_layers: PositiveInt = 2
+    n_heads: PositiveInt = 4
+    d_model: PositiveInt = 128
+    d_mlp: PositiveInt = 256
+    n_ctx: PositiveInt = 32
+    """Context length: training sequences are exactly this long, and so is the model's position table."""
+    min_repeat: PositiveInt = 4
+    max_repeat: PositiveInt = 15
+    """Length of the random segment that repeats, drawn uniformly from [min_repeat, max_repeat]."""
+    steps: PositiveInt = 1200
+    batch_size: PositiveInt = 128
+    lr: float = Field(2e-3, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_steps: int = Field(100, ge=0)
+    eval_sequences: PositiveInt = 512
+    """Held-out sequences (a different seed stream) for the induction accuracy in the metrics."""
+    seed: int = 0
+    corpus_seed: int = 0
+    """The vocabulary is the word list of the built-in corpus grammar; it does not depend on n_docs."""
+
+    @model_validator(mode="after")
+    def _repeat_fits(self) -> TrainToy:
+        if self.min_repeat > self.max_repeat:
+            raise ValueError(f"min_repeat ({self.min_repeat}) must be <= max_repeat ({self.max_repeat})")
+        if 1 + 2 * self.max_repeat > self.n_ctx:
+            raise ValueError(f"n_ctx ({self.n_ctx}) must hold BOS and two copies of max_repeat "
+                             f"({self.max_repeat}): at least {1 + 2 * self.max_repeat}")
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
+        return self
+
+
+class HookEntry(Strict):
+    hook: str
+    layers: Literal["all"] | list[int] | None = None
+    """Overrides extract.layers for this hook."""
+
+
+class Extract(Strict):
+    models: list[Name] = Field(min_length=1)
+    """Names from the `models` section."""
+    datasets: list[Name] = Field(min_length=1)
+    """Names from the `datasets` section."""
+    hooks: list[str | HookEntry] = Field(default_factory=lambda: ["resid_post"], min_length=1)
+    """Aliases (`resid_post`, `attn_z`, `mlp_post`, ...), canonical names (`blocks.3.hook_resid_post`),
+    raw module paths (`module:transformer.h.3.mlp`), or {hook, layers} mappings."""
+    layers: Literal["all"] | list[int] = "all"
+    """Layers for aliases: `all` or a list; negative numbers count from the last layer (-1 = last)."""
+    batch_size: PositiveInt = 32
+    max_length: PositiveInt = 128
+    """Longer documents are truncated to this many tokens (the count is in the manifest)."""
+    padding_side: Literal["right", "left"] = "right"
+    store_dtype: StoreDType = "float32"
+    shard_rows: PositiveInt = 16384
+    """A shard closes at the first batch boundary past this many token rows."""
+    row_group_rows: PositiveInt = 4096
+    """Rows buffered per hook before a Parquet row group is written; bounds memory."""
+    pooling: list[Literal["mean", "first", "last"]] = Field(default_factory=lambda: ["mean", "last"])
+    compression: Literal["zstd", "snappy", "lz4", "none"] = "zstd"
+
+
+class Tracking(Strict):
+    """MLflow: every stage run is a run in the experiment named after the study."""
+
+    enabled: bool = True
+    uri: str | None = None
+    """Tracking URI. Default: the MLFLOW_TRACKING_URI environment variable if set, else
+    sqlite:///<absolute directory of params.yaml>/mlflow.db (one database whichever directory a
+    stage or worker runs in)."""
+    registry_uri: str | None = None
+    """Model registry URI; default: the tracking URI."""
+    alias: str = "current"
+    """Alias moved to each version the pipeline registers (models:/<name>@current). MLflow reserves
+    `latest` (models:/<name>@latest always resolves to the newest version) and `v<N>`."""
+
+    @field_validator("alias")
+    @classmethod
+    def _mlflow_alias(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_\-]+", v):
+            raise ValueError(f"{v!r} is not a valid alias (letters, digits, '_', '-')")
+        if v.lower() == "latest" or re.fullmatch(r"[vV]\d+", v):
+            raise ValueError(f"{v!r} is reserved by MLflow; use another alias, e.g. current")
+        return v
+
+
+class Report(Strict):
+    """The report: SQL files run over the store, rendered to <paths.reports>/index.html."""
+
+    queries: str = "reports/queries"
+    """Directory of *.sql files (relative to params.yaml); each becomes a figure and/or table."""
+    max_table_rows: PositiveInt = 20
+    """Rows shown per table in the HTML (the full result is in the plot data)."""
+
+
+class Flow(Strict):
+    """How the Prefect flow runs the stages (dvc repro ignores this section)."""
+
+    task_runner: Literal["threads", "dask"] = "threads"
+    max_workers: PositiveInt = 2
+    """Threads of the thread runner, or workers of a local Dask cluster when dask_address is unset."""
+    dask_address: str | None = None
+    """Scheduler address (tcp://host:8786) of an existing Dask cluster; unset = a LocalCluster."""
+    retries: int = Field(2, ge=0)
+    """Retries of a task after a transient (I/O) failure; configuration errors never retry."""
+    retry_delay_seconds: float = Field(5.0, ge=0)
+
+
+class Params(Strict):
+    study: Name = "cortexlens"
+    """Name of the study: the MLflow experiment and the report title."""
+    seed: int = 0
+    device: str = "auto"
+    """auto (CUDA when present, else CPU), cpu, cuda, cuda:N or mps."""
+    paths: Paths = Paths()
+    models: dict[Name, ModelSpec] = Field(default_factory=dict)
+    datasets: dict[Name, DatasetSpec] = Field(default_factory=dict)
+    train_toy: TrainToy = TrainToy()
+    extract: Extract | None = None
+    tracking: Tracking = Tracking()
+    report: Report = Report()
+    flow: Flow = Flow()
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", v):
+            raise ValueError(f"expected auto, cpu, cuda, cuda:N or mps, got {v!r}")
+        return v
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _shorthand(cls, models: object) -> object:
+        # `minilm: minilm` is short for `minilm: {source: minilm}`.
+        if isinstance(models, dict):
+            return {k: {"source": v} if isinstance(v, str) else v for k, v in models.items()}
+        return models
+
+
+def project_path(root: Path, relative: str) -> Path:
+    """Paths in params.yaml are relative to the directory holding it."""
+    path = Path(relative).expanduser()
+    return path if path.is_absolute() else root / path

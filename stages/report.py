@@ -1,0 +1,58 @@
+"""report: run the SQL files of report.queries over the store and write the study's HTML report.
+
+    python -m stages.report
+
+Writes <paths.reports>/index.html (self-contained: figures embedded, nothing fetched when viewed),
+<paths.reports>/plots/<query>.csv (the plot data dvc.yaml declares) and
+reports/metrics/report.json.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from cortexlens.config import Study, load_study
+from cortexlens.report import build_report
+from cortexlens.report.runner import QueryResult
+from stages.common import metrics_file, parser, stage_main, write_metrics
+
+
+def run(study: Study, progress: bool = True) -> dict[str, Any]:
+    """Build the report from the study's store; returns the stage metrics."""
+    settings = study.params.report
+
+    def show(result: QueryResult) -> None:
+        print(f"  {result.spec.name}: {len(result.rows)} rows in {result.seconds:.2f} s", file=sys.stderr)
+
+    built = build_report(
+        study=study.params.study, params=study.params.model_dump(mode="json"), store=study.store_dir,
+        queries=study.path(settings.queries), out_dir=study.reports_dir,
+        toy_metrics=metrics_file(study.reports_dir, "train_toy"), repository=study.root,
+        max_table_rows=settings.max_table_rows, on_query=show if progress else None,
+    )
+    metrics = {
+        "queries": len(built.results),
+        "figures": built.figures,
+        "tables": sum(not r.spec.chart.is_figure for r in built.results),
+        "empty_queries": sum(not r.rows for r in built.results),
+        "seconds": round(built.seconds, 3),
+        # Timings sit under keys named `seconds`, as in every stage's metrics, so comparisons of two
+        # runs can drop them and compare the rest.
+        "per_query": {r.spec.name: {"rows": len(r.rows), "seconds": round(r.seconds, 3)} for r in built.results},
+    }
+    write_metrics(metrics_file(study.reports_dir, "report"), metrics)
+    return metrics
+
+
+@stage_main
+def main(argv: list[str] | None = None) -> None:
+    args = parser(__doc__.splitlines()[0]).parse_args(argv)
+    study = load_study(args.params)
+    metrics = run(study, progress=not args.no_progress)
+    print(f"report: {metrics['queries']} queries, {metrics['figures']} figures in {metrics['seconds']:.1f} s "
+          f"-> {study.reports_dir / 'index.html'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,164 @@
+"""Shared by the flow tests: a real Prefect server on 127.0.0.1, small study projects, table dumps."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from cortexlens.store.sql import connect
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+TIMING_KEYS = {"seconds", "train_seconds"}
+
+
+@dataclass
+class PrefectServer:
+    url: str
+    env: dict[str, str]  # environment for clients: PREFECT_API_URL and a private PREFECT_HOME
+    log: Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(home: Path, timeout: float = 150.0) -> tuple[subprocess.Popen, PrefectServer]:
+    port = free_port()
+    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+           "DO_NOT_TRACK": "1", "PREFECT_LOGGING_LEVEL": "INFO"}
+    env.pop("PREFECT_API_URL", None)
+    log = home / "server.log"
+    proc = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                            env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}/api"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"prefect server exited early:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                if response.status == 200:
+                    return proc, PrefectServer(url, {**env, "PREFECT_API_URL": url}, log)
+        except OSError:
+            time.sleep(0.5)
+    stop(proc)
+    raise RuntimeError(f"prefect server not healthy after {timeout} s:\n{log.read_text()[-3000:]}")
+
+
+def stop(proc: subprocess.Popen, timeout: float = 30.0) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def small_params(**overrides) -> dict:
+    params = {
+        "study": "flowtest",
+        # dvc.yaml interpolates these, and DVC does not know the schema defaults: spell them out.
+        "paths": {"store": "data/store", "models": "data/models", "reports": "reports"},
+        "device": "auto",
+        "report": {"queries": "reports/queries"},
+        "models": {"minilm": "minilm", "toy": "toy"},
+        "datasets": {"corpus": {"kind": "builtin", "n_docs": 24}},
+        "train_toy": {"d_model": 64, "n_heads": 2, "d_mlp": 128, "n_ctx": 24, "min_repeat": 3, "max_repeat": 10,
+                      "steps": 30, "batch_size": 16, "eval_sequences": 32},
+        "extract": {"models": ["minilm", "toy"], "datasets": ["corpus"], "hooks": ["resid_post", "mlp_post"],
+                    "layers": [0, -1], "batch_size": 8, "shard_rows": 64},
+    }
+    params.update(overrides)
+    return params
+
+
+def make_project(directory: Path, params: dict, with_code: bool = False) -> Path:
+    """A study directory: params.yaml and report queries; with_code adds what `dvc repro` needs."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    if (ROOT / "reports" / "queries").is_dir():
+        shutil.copytree(ROOT / "reports" / "queries", directory / "reports" / "queries")
+    if with_code:
+        ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+        for name in ("cortexlens", "stages"):
+            shutil.copytree(ROOT / name, directory / name, ignore=ignore)
+        shutil.copy(ROOT / "dvc.yaml", directory / "dvc.yaml")
+    return directory / "params.yaml"
+
+
+def run_flow(server: PrefectServer, params: Path, *args: str, prelude: str = "",
+             env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """`python -m flows.pipeline --params ...` from the repository root (`prelude` runs first)."""
+    code = f"{prelude}\nfrom flows.pipeline import main\nmain({['--params', str(params), *args]!r})"
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**server.env, **(env or {})},
+                          capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def states(output: str) -> dict[str, str]:
+    """The summary `main` prints: '  <stage>  <state>' lines."""
+    found = {}
+    for line in output.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and line.startswith("  ") and parts[1] in {"Completed", "Cached", "Failed"}:
+            found[parts[0]] = parts[1]
+    return found
+
+
+def tables(project: Path) -> dict[str, list[tuple]]:
+    """Every row of every view of the project's store, in a canonical order."""
+    con = connect(project / "data" / "store")
+    return {view: con.execute(f"select * exclude (labels) from {view} order by all").fetchall()
+            if view == "documents" else con.execute(f"select * from {view} order by all").fetchall()
+            for view in ("documents", "tokens", "activations", "pooled")}
+
+
+def metrics(project: Path) -> dict[str, dict]:
+    import json
+
+    out = {}
+    for path in sorted((project / "reports" / "metrics").glob("*.json")):
+        data = json.loads(path.read_text())
+        out[path.name] = _drop_timing(data)
+    return out
+
+
+def _drop_timing(value):
+    if isinstance(value, dict):
+        return {k: _drop_timing(v) for k, v in value.items() if k not in TIMING_KEYS}
+    return value
+
+
+def assert_tables_close(ours: dict[str, list[tuple]], theirs: dict[str, list[tuple]], atol: float) -> float:
+    """Equal keys and non-float columns; float vectors within `atol`. Returns the largest difference.
+
+    Runs with a different number of torch threads per process (Dask workers get one) reduce in a
+    different order, so their floats may differ in the last bits.
+    """
+    import numpy as np
+
+    largest = 0.0
+    assert ours.keys() == theirs.keys()
+    for view in ours:
+        assert len(ours[view]) == len(theirs[view]), view
+        for row_a, row_b in zip(ours[view], theirs[view], strict=True):
+            for a, b in zip(row_a, row_b, strict=True):
+                if isinstance(a, list) and a and isinstance(a[0], float):
+                    diff = float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
+                    largest = max(largest, diff)
+                    assert diff <= atol, (view, row_a[:6], diff)
+                else:
+                    assert a == b, (view, row_a[:6])
+    return largest

@@ -1,0 +1,126 @@
+"""The Prefect flow against `dvc repro`: same tables, cached re-runs, Dask fan-out, failure and resume.
+
+Every flow runs as `python -m flows.pipeline` in a subprocess against a real Prefect server.
+"""
+
+import os
+import shutil
+import subprocess
+import time
+
+import pytest
+
+from cortexlens.store import layout
+from cortexlens.store.sql import connect
+from tests.integration.prefect_support import BIN, assert_tables_close, make_project, metrics, run_flow, small_params, states, tables
+
+pytestmark = pytest.mark.timeout(900)
+
+
+@pytest.fixture(scope="module")
+def flow_project(prefect_server, tmp_path_factory):
+    """A small study run once through the flow (thread runner); (directory, seconds, output)."""
+    directory = tmp_path_factory.mktemp("flow")
+    params = make_project(directory, small_params())
+    started = time.perf_counter()
+    proc = run_flow(prefect_server, params)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return directory, time.perf_counter() - started, proc.stdout
+
+
+def test_flow_runs_every_dvc_stage(flow_project):
+    directory, _, output = flow_project
+    found = states(output)
+    assert {"train_toy", "extract@minilm", "extract@toy"} <= set(found), output
+    assert set(found.values()) == {"Completed"}, output
+    assert (directory / "data" / "models" / "toy" / "model.safetensors").is_file()
+
+
+def test_dvc_repro_and_the_flow_write_the_same_tables(flow_project, tmp_path):
+    flow_dir, _, _ = flow_project
+    dvc_dir = make_project(tmp_path / "dvc", small_params(), with_code=True).parent
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
+    subprocess.run([str(BIN / "dvc"), "init", "--no-scm", "-q"], cwd=dvc_dir, env=env, check=True)
+    proc = subprocess.run([str(BIN / "dvc"), "repro"], cwd=dvc_dir, env=env, capture_output=True, text=True,
+                          check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    ours, theirs = tables(flow_dir), tables(dvc_dir)
+    assert all(len(rows) > 0 for rows in ours.values())
+    assert ours == theirs
+    assert metrics(flow_dir) == metrics(dvc_dir)
+    weights = "data/models/toy/model.safetensors"
+    assert (flow_dir / weights).read_bytes() == (dvc_dir / weights).read_bytes()
+
+
+def test_second_run_takes_every_task_from_the_cache(prefect_server, flow_project):
+    directory, first_seconds, _ = flow_project
+    started = time.perf_counter()
+    proc = run_flow(prefect_server, directory / "params.yaml")
+    seconds = time.perf_counter() - started
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    found = states(proc.stdout)
+    assert found and set(found.values()) == {"Cached"}, proc.stdout
+    print(f"first run {first_seconds:.1f} s, cached re-run {seconds:.1f} s")
+
+
+def test_deleted_outputs_are_rebuilt_despite_the_cache(prefect_server, tmp_path):
+    params = make_project(tmp_path, small_params(extract={**small_params()["extract"], "models": ["toy"]}))
+    assert run_flow(prefect_server, params).returncode == 0
+    before = tables(tmp_path)
+    shutil.rmtree(tmp_path / "data" / "store")
+    proc = run_flow(prefect_server, params)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert states(proc.stdout) == {"train_toy": "Cached", "extract@toy": "Completed",
+                                   **_report_state(proc.stdout)}, proc.stdout
+    assert tables(tmp_path) == before
+
+
+def test_dask_local_cluster_gives_the_same_tables(prefect_server, flow_project, tmp_path):
+    flow_dir, _, _ = flow_project
+    params = make_project(tmp_path, small_params(flow={"task_runner": "dask", "max_workers": 2}))
+    proc = run_flow(prefect_server, params)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "DaskTaskRunner" in proc.stderr or "dask" in proc.stderr.lower(), proc.stderr[-2000:]
+    assert set(states(proc.stdout).values()) == {"Completed"}, proc.stdout
+    largest = assert_tables_close(tables(tmp_path), tables(flow_dir), atol=1e-5)
+    print(f"largest difference from the thread runner: {largest:.2e}")
+
+
+# Fail the toy's extraction after its first shard is committed: a crash mid-stage.
+FAULT = """
+import cortexlens.extraction.runner as runner
+_close = runner._close
+def _close_then_fail(book, writer, *args):
+    _close(book, writer, *args)
+    if writer.shard == 0 and 'model=toy' in str(book.out_dir):
+        raise RuntimeError('injected failure after shard 0')
+runner._close = _close_then_fail
+"""
+
+
+def test_failed_stage_leaves_nothing_visible_and_the_next_run_resumes(prefect_server, flow_project, tmp_path):
+    flow_dir, _, _ = flow_project
+    params = make_project(tmp_path, small_params(flow={"retries": 0}))
+    failed = run_flow(prefect_server, params, prelude=FAULT)
+    assert failed.returncode != 0
+    assert "injected failure after shard 0" in failed.stderr
+    toy_dir = layout.extraction_dir(tmp_path / "data" / "store", "toy", "corpus")
+    assert not (toy_dir / layout.MANIFEST).exists()
+    shard0 = sorted(toy_dir.rglob("part-00000.parquet"))
+    assert shard0, "the first shard was committed before the failure"
+    stamps = {p: p.stat().st_mtime_ns for p in shard0}
+    con = connect(tmp_path / "data" / "store")  # the half-done extraction is invisible to SQL
+    assert con.execute("select count(*) from activations where model = 'toy'").fetchone()[0] == 0
+    assert con.execute("select count(*) from activations where model = 'minilm'").fetchone()[0] > 0
+
+    resumed = run_flow(prefect_server, params)
+    assert resumed.returncode == 0, resumed.stderr[-4000:]
+    assert states(resumed.stdout) == {"train_toy": "Cached", "extract@minilm": "Cached",
+                                      "extract@toy": "Completed", **_report_state(resumed.stdout)}, resumed.stdout
+    assert {p: p.stat().st_mtime_ns for p in shard0} == stamps  # kept, not redone
+    assert tables(tmp_path) == tables(flow_dir)
+
+
+def _report_state(output: str) -> dict[str, str]:
+    found = states(output)
+    return {"report": found["report"]} if "report" in found else {}

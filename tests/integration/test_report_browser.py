@@ -1,0 +1,97 @@
+"""The report as a reader sees it: opened from disk in headless Chromium with the network cut off.
+
+Uses the system Chromium (Debian: `apt-get install -y chromium`), never a browser Playwright
+downloads. A missing Chromium fails the test rather than skipping it: CI must install it (.ci/run).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from cortexlens.data.corpus import generate_corpus
+from cortexlens.report import build_report
+from cortexlens.report.spec import load_queries
+from tests.helpers import load_local, run_extraction
+
+REPO = Path(__file__).resolve().parents[2]
+QUERIES = REPO / "reports" / "queries"
+INSTALL = "install it with `apt-get install -y chromium` (Debian/Ubuntu) or set CHROMIUM=/path/to/chromium"
+
+
+def chromium_path() -> str:
+    candidates = [os.environ.get("CHROMIUM"), shutil.which("chromium"), shutil.which("chromium-browser"),
+                  "/usr/lib/chromium/chromium"]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    pytest.fail(f"Chromium not found: {INSTALL}", pytrace=False)
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory, tiny_model):
+    """A report over a tiny GPT-2's activations on 20 documents, with toy-model metrics planted."""
+    root = tmp_path_factory.mktemp("report")
+    model = load_local(tiny_model("gpt2"), name="tiny")
+    run_extraction(model, root / "store", generate_corpus(20, 0),
+                   hooks=["resid_pre", "resid_post", "mlp_post"], layers="all")
+    toy = root / "train_toy.json"
+    toy.write_text(json.dumps({"first_copy_accuracy": 0.002, "second_copy_accuracy": 0.95,
+                               "chance_accuracy": 0.0015}))
+    return build_report(study="browser-test", params={"study": "browser-test"}, store=root / "store",
+                        queries=QUERIES, out_dir=root / "out", toy_metrics=toy, repository=REPO,
+                        max_table_rows=10)
+
+
+def test_report_renders_offline_in_chromium(report, tmp_path):
+    executable = chromium_path()
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail("playwright is not installed: pip install -c constraints.txt -e '.[dev]'", pytrace=False)
+
+    specs = load_queries(QUERIES)
+    figure_queries = [s for s in specs if s.chart.is_figure]
+    drawn = {r.spec.name for r in report.results if r.spec.chart.is_figure and r.rows}
+    # The store has data for every figure query, so every figure query must have produced an image.
+    assert drawn == {s.name for s in figure_queries}
+
+    attempted: list[str] = []
+
+    def only_files(route) -> None:
+        url = route.request.url
+        if url.startswith(("file://", "data:")):
+            route.continue_()
+        else:
+            attempted.append(url)
+            route.abort()
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page.route("**/*", only_files)
+            page.on("request", lambda request: None if request.url.startswith(("file://", "data:"))
+                    else attempted.append(request.url))
+            page.goto(report.index.as_uri(), wait_until="load")
+            images = page.eval_on_selector_all(
+                "img", "els => els.map(e => ({ok: e.complete && e.naturalWidth > 0, alt: e.alt}))")
+            titles = page.eval_on_selector_all("section > h2", "els => els.map(e => e.textContent)")
+            shot = tmp_path / "report.png"
+            page.screenshot(path=str(shot), full_page=True)
+            assert attempted == [], f"the report tried to reach the network: {attempted}"
+            # Control: the guard does see a network request when one is made.
+            page.evaluate("() => new Promise(r => { const i = new Image(); i.onerror = i.onload = r; "
+                          "i.src = 'https://example.invalid/probe.png'; })")
+            assert any("example.invalid" in url for url in attempted)
+        finally:
+            browser.close()
+
+    assert [i for i in images if not i["ok"]] == []
+    assert len(images) == len(figure_queries) + 1  # + the toy model's accuracy figure
+    assert {s.section for s in specs} | {"Provenance", "Params", "Toy model"} <= set(titles)
+    assert shot.stat().st_size > 10_000

@@ -1,0 +1,164 @@
+"""The toy induction model: its tokenizer, the planted task, deterministic training, saving and loading.
+
+The fast tests train a reduced config for seconds; `test_default_config_learns_induction` (slow, run by
+`.ci/run`) trains the demo config and checks the acceptance numbers.
+"""
+
+import json
+
+import pytest
+import torch
+
+from cortexlens.config.schema import TrainToy
+from cortexlens.data.corpus import Document, generate_corpus
+from cortexlens.models.loading import ResolvedSource, load_hooked_model
+from cortexlens.toy import (
+    build_toy_tokenizer,
+    induction_accuracy,
+    induction_batch,
+    load_toy,
+    save_toy,
+    train_toy,
+)
+from cortexlens.toy.io import METRICS_FILE
+from cortexlens.toy.model import toy_vocab_size
+from cortexlens.toy.tokenizer import BOS_ID, N_SPECIAL, PAD_ID, UNK_ID
+from cortexlens.toy.train import eval_seed, init_model
+from tests.helpers import run_extraction
+
+CPU = torch.device("cpu")
+# Reduced so it learns in seconds; still the full vocabulary, so chance is ~1/670.
+FAST = TrainToy(d_model=64, n_heads=2, d_mlp=128, n_ctx=24, min_repeat=3, max_repeat=10, steps=300,
+                batch_size=64, lr=3e-3, warmup_steps=30, eval_sequences=256)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """(model, tokenizer, metrics) of FAST, trained once for the module."""
+    return train_toy(FAST, CPU, progress=False)
+
+
+def test_tokenizer_covers_the_corpus_and_prepends_bos():
+    tok = build_toy_tokenizer()
+    assert len(tok) == toy_vocab_size()
+    assert (tok.bos_token_id, tok.pad_token_id, tok.unk_token_id) == (BOS_ID, PAD_ID, UNK_ID)
+    docs = generate_corpus(2000, 0)
+    for doc in docs:
+        ids = tok(doc.text)["input_ids"]
+        assert ids[0] == BOS_ID and UNK_ID not in ids[1:], doc.text
+    ids = tok("The dog sleeps.")["input_ids"]
+    assert tok.convert_ids_to_tokens(ids) == ["<|bos|>", "the", "dog", "sleeps", "."]
+    assert tok("zyzzyva")["input_ids"] == [BOS_ID, UNK_ID]
+
+
+def test_induction_batch_plants_the_repeat_and_its_masks():
+    gen = torch.Generator().manual_seed(3)
+    vocab = toy_vocab_size()
+    batch = induction_batch(gen, 200, FAST, vocab)
+    tokens, n_ctx = batch.tokens, FAST.n_ctx
+    assert tokens.shape == (200, n_ctx)
+    assert (tokens[:, 0] == BOS_ID).all() and (tokens[:, 1:] >= N_SPECIAL).all() and (tokens < vocab).all()
+    assert batch.repeat_len.min() >= FAST.min_repeat and batch.repeat_len.max() <= FAST.max_repeat
+    for row in range(200):
+        L = int(batch.repeat_len[row])
+        t = tokens[row].tolist()
+        assert t[1 + L:] == (t[1:1 + L] * n_ctx)[:n_ctx - 1 - L]  # the segment repeats to the end
+        second = batch.second_copy[row].nonzero().flatten().tolist()
+        first = batch.first_copy[row].nonzero().flatten().tolist()
+        assert second == list(range(L + 1, 2 * L))  # targets A[1..L-1] of the second copy
+        assert first == list(range(1, L))
+        for p in second:  # the answer is one period back: what an induction head copies
+            assert t[p + 1] == t[p + 1 - L]
+
+
+def test_batches_depend_only_on_the_generator():
+    vocab = toy_vocab_size()
+    a = induction_batch(torch.Generator().manual_seed(5), 8, FAST, vocab)
+    torch.manual_seed(123)  # the global RNG must not matter
+    b = induction_batch(torch.Generator().manual_seed(5), 8, FAST, vocab)
+    c = induction_batch(torch.Generator().manual_seed(6), 8, FAST, vocab)
+    assert torch.equal(a.tokens, b.tokens) and not torch.equal(a.tokens, c.tokens)
+
+
+def test_initialisation_is_seeded_and_leaves_the_global_rng_alone():
+    state = torch.random.get_rng_state()
+    a, b = init_model(FAST), init_model(FAST)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    c = init_model(FAST.model_copy(update={"seed": 1}))
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    assert not torch.equal(a.transformer.wte.weight, c.transformer.wte.weight)
+
+
+def test_training_is_deterministic_on_cpu():
+    short = FAST.model_copy(update={"steps": 20, "eval_sequences": 32})
+    m1, _, r1 = train_toy(short, CPU, progress=False)
+    m2, _, r2 = train_toy(short, CPU, progress=False)
+    assert all(torch.equal(x, y) for x, y in zip(m1.state_dict().values(), m2.state_dict().values()))
+    assert r1["second_copy_accuracy"] == r2["second_copy_accuracy"]
+
+
+def test_reduced_config_learns_induction_not_memorisation(trained):
+    _, _, metrics = trained
+    chance = metrics["chance_accuracy"]
+    assert chance == pytest.approx(1 / (toy_vocab_size() - N_SPECIAL))
+    # 300 steps: far above chance on second copies, chance on first copies (nothing to predict there).
+    assert metrics["second_copy_accuracy"] > 0.25, metrics
+    assert metrics["first_copy_accuracy"] < 5 * chance, metrics
+
+
+def test_saved_model_loads_like_a_hub_model(trained, tmp_path):
+    model, tokenizer, metrics = trained
+    save_toy(model, tokenizer, tmp_path / "toy", metrics)
+    assert (tmp_path / "toy" / "model.safetensors").is_file()
+    assert json.loads((tmp_path / "toy" / METRICS_FILE).read_text()) == metrics
+    loaded, loaded_tok = load_toy(tmp_path / "toy")
+    ids = induction_batch(torch.Generator().manual_seed(9), 4, FAST, toy_vocab_size()).tokens
+    with torch.no_grad():
+        assert torch.equal(loaded(input_ids=ids).logits, model.eval()(input_ids=ids).logits)
+    assert loaded_tok("the dog")["input_ids"] == tokenizer("the dog")["input_ids"]
+    # The reloaded model scores exactly what the trained one scored.
+    again = induction_accuracy(loaded, FAST, FAST.eval_sequences, eval_seed(FAST), CPU)
+    assert again["second_copy_accuracy"] == metrics["second_copy_accuracy"]
+    # And the pipeline's loader sees canonical GPT-2 hooks on it.
+    hooked = load_hooked_model("toy", ResolvedSource("builtin", str(tmp_path / "toy"), alias="toy"), CPU)
+    assert hooked.family is not None and hooked.family.name == "gpt2"
+    assert {"resid_post", "attn_z", "mlp_post"} <= set(hooked.available_hooks())
+
+
+def test_failed_save_keeps_the_previous_model(trained, tmp_path, monkeypatch):
+    model, tokenizer, metrics = trained
+    save_toy(model, tokenizer, tmp_path / "toy", metrics)
+    before = sorted(p.name for p in (tmp_path / "toy").iterdir())
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(type(tokenizer), "save_pretrained", broken)
+    with pytest.raises(OSError, match="disk full"):
+        save_toy(model, tokenizer, tmp_path / "toy", {"other": 1.0})
+    assert sorted(p.name for p in (tmp_path / "toy").iterdir()) == before
+    assert json.loads((tmp_path / "toy" / METRICS_FILE).read_text()) == metrics
+    assert [p.name for p in tmp_path.iterdir()] == ["toy"]  # no temporary directory left behind
+
+
+def test_extraction_caps_documents_at_the_toy_context(trained, tmp_path):
+    model, tokenizer, metrics = trained
+    save_toy(model, tokenizer, tmp_path / "toy", metrics)
+    hooked = load_hooked_model("toy", ResolvedSource("builtin", str(tmp_path / "toy"), alias="toy"), CPU)
+    docs = generate_corpus(30, 0)
+    long_doc = Document(10_000, " ".join(["the dog sleeps ."] * 20), {})  # 80 words > n_ctx 24
+    manifest = run_extraction(hooked, tmp_path / "store", [long_doc, *docs], hooks=["resid_post"],
+                              max_length=64, batch_size=8)
+    assert manifest["effective_max_length"] == FAST.n_ctx
+    assert manifest["n_truncated"] == 1
+    assert manifest["rows"]["tokens"] == FAST.n_ctx + sum(len(tokenizer(d.text)["input_ids"]) for d in docs)
+
+
+@pytest.mark.slow
+def test_default_config_learns_induction():
+    """The acceptance numbers: the demo config, >= 0.9 on held-out second copies, chance on first copies."""
+    params = TrainToy()
+    _, _, metrics = train_toy(params, CPU, progress=False)
+    print(json.dumps(metrics, indent=2))
+    assert metrics["second_copy_accuracy"] >= 0.9, metrics
+    assert metrics["first_copy_accuracy"] < 5 * metrics["chance_accuracy"], metrics
