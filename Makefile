@@ -33,11 +33,18 @@ demo: $(STAMP)
 	@echo "  activation store   data/store   (query it: .venv/bin/cortexlens sql \"select model, hook, layer, count(*) from activations group by all order by all\")"
 	@echo "  toy model          data/models/toy"
 	@echo "  metrics            reports/metrics/   (.venv/bin/dvc metrics show)"
+	@echo "  report             $(CURDIR)/reports/index.html   (self-contained: open it in any browser, offline)"
+	@echo "                     e.g. xdg-open reports/index.html, or python -m http.server -d reports 8000"
+	@echo "  MLflow runs        .venv/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --port 5000"
+	@echo "                     then http://127.0.0.1:5000 (experiment cortexlens-default; model cortexlens-default-toy@current)"
 	$(BIN)/cortexlens sql "select model, count(*) as activation_rows, count(distinct doc_id) as documents from activations group by model order by model"
 
 # HF_HUB_OFFLINE: tests use only local models and must never wait on the network.
+# Test files run in parallel (pytest-xdist, one file per worker): much of the integration tests' time is
+# spent waiting on subprocesses and servers, so two workers on two cores finish far sooner.
+TEST_WORKERS ?= auto
 test: $(STAMP)
-	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/pytest -m "not slow"
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/pytest -m "not slow" -n $(TEST_WORKERS) --dist loadfile
 
 test-all: $(STAMP)
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/pytest
@@ -47,10 +54,10 @@ bench: $(STAMP)
 	$(BIN)/python bench/extract_memory.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check cortexlens stages tests bench
+	$(BIN)/ruff check cortexlens stages flows tests bench
 
 constraints: $(STAMP)
 	$(BIN)/pip freeze --exclude-editable | sed 's/+cpu$$//' > constraints.txt
 
 clean:
-	rm -rf $(VENV) data/store data/models reports/metrics dvc.lock
+	rm -rf $(VENV) data/store data/models reports/metrics reports/index.html reports/plots dvc.lock mlflow.db mlruns .prefect

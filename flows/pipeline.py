@@ -23,7 +23,6 @@ import importlib
 import os
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task

@@ -4,17 +4,23 @@
 
 Writes <paths.reports>/index.html (self-contained: figures embedded, nothing fetched when viewed),
 <paths.reports>/plots/<query>.csv (the plot data dvc.yaml declares) and
-reports/metrics/report.json.
+reports/metrics/report.json. With tracking on, the run is recorded in MLflow as `report`, with the
+fingerprint of every extraction it read, and the page and its plot data logged as artifacts.
 """
 
 from __future__ import annotations
 
+import json
 import sys
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from cortexlens.config import Study, load_study
 from cortexlens.report import build_report
 from cortexlens.report.runner import QueryResult
+from cortexlens.store import layout
+from cortexlens.tracking import stage_run
 from stages.common import metrics_file, parser, stage_main, write_metrics
 
 
@@ -25,11 +31,33 @@ def run(study: Study, progress: bool = True) -> dict[str, Any]:
     def show(result: QueryResult) -> None:
         print(f"  {result.spec.name}: {len(result.rows)} rows in {result.seconds:.2f} s", file=sys.stderr)
 
+    tracked_params = {"report": settings.model_dump(mode="json"), "study": study.params.study}
+    with stage_run(study, "report", params=tracked_params, inputs=_extractions(study.store_dir)) as tracked:
+        metrics = _build(study, show if progress else None)
+        tracked.log_metrics(metrics)
+        tracked.log_artifact(study.reports_dir / "index.html", "report")
+        plots = study.reports_dir / "plots"
+        if plots.is_dir():
+            tracked.log_artifacts(plots, "report/plots")
+    return metrics
+
+
+def _extractions(store: Path) -> dict[str, str]:
+    """The fingerprint of every complete extraction the report reads, keyed model/dataset."""
+    found = {}
+    for manifest in layout.manifests(store):
+        model, dataset = (part.split("=", 1)[1] for part in manifest.parent.parts[-2:])
+        found[f"extract.{model}.{dataset}"] = json.loads(manifest.read_text()).get("fingerprint", "unknown")
+    return found
+
+
+def _build(study: Study, on_query: Callable[[QueryResult], None] | None) -> dict[str, Any]:
+    settings = study.params.report
     built = build_report(
         study=study.params.study, params=study.params.model_dump(mode="json"), store=study.store_dir,
         queries=study.path(settings.queries), out_dir=study.reports_dir,
         toy_metrics=metrics_file(study.reports_dir, "train_toy"), repository=study.root,
-        max_table_rows=settings.max_table_rows, on_query=show if progress else None,
+        max_table_rows=settings.max_table_rows, on_query=on_query,
     )
     metrics = {
         "queries": len(built.results),

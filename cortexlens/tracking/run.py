@@ -88,6 +88,9 @@ class NullRun:
     def log_dict(self, data: Mapping[str, Any], artifact_file: str) -> None:
         pass
 
+    def log_artifacts(self, directory: Path | str, artifact_path: str | None = None) -> None:
+        """Every file under `directory`, keeping the tree, under `artifact_path`."""
+
 
 class TrackedRun(NullRun):
     def __init__(self, client: MlflowClient, run_id: str, target: Target) -> None:
@@ -123,6 +126,9 @@ class TrackedRun(NullRun):
 
     def log_dict(self, data: Mapping[str, Any], artifact_file: str) -> None:
         self.client.log_dict(self.run_id, dict(data), artifact_file)
+
+    def log_artifacts(self, directory: Path | str, artifact_path: str | None = None) -> None:
+        self.client.log_artifacts(self.run_id, str(directory), artifact_path)
 
 
 @contextmanager

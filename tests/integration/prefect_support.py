@@ -151,9 +151,9 @@ def assert_tables_close(ours: dict[str, list[tuple]], theirs: dict[str, list[tup
 
     largest = 0.0
     assert ours.keys() == theirs.keys()
-    for view in ours:
-        assert len(ours[view]) == len(theirs[view]), view
-        for row_a, row_b in zip(ours[view], theirs[view], strict=True):
+    for view, rows in ours.items():
+        assert len(rows) == len(theirs[view]), view
+        for row_a, row_b in zip(rows, theirs[view], strict=True):
             for a, b in zip(row_a, row_b, strict=True):
                 if isinstance(a, list) and a and isinstance(a[0], float):
                     diff = float(np.max(np.abs(np.asarray(a) - np.asarray(b))))

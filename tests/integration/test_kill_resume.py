@@ -8,11 +8,15 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 
 from cortexlens.store import layout
 from cortexlens.store.sql import connect
 
+# ~30 s of real extraction in subprocesses: CI runs it with the slow tests; the resume logic itself is
+# covered in `make test` by tests/unit/test_extraction.py and the flow's failure test.
+pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 
 

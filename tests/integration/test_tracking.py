@@ -1,6 +1,6 @@
 """MLflow tracking of the real stages against a real SQLite tracking store and model registry.
 
-One small study (tiny toy config, 20 built-in documents) runs train_toy and extract once per module;
+One small study (tiny toy config, 20 built-in documents) runs train_toy, extract and report once per module;
 the tests read back what a user would look at: runs, params, metrics, lineage tags, the registered model.
 """
 
@@ -25,12 +25,14 @@ from cortexlens.toy import load_toy
 from cortexlens.tracking import stage_run, tracking_uri
 from cortexlens.tracking.lineage import PARAM_VALUE_LIMIT, param_values
 from stages import extract as extract_stage
+from stages import report as report_stage
 from stages import train_toy as train_toy_stage
 from stages.common import metrics_file
 
 STUDY = "trk"
 TINY = TrainToy(d_model=64, n_heads=2, d_mlp=128, n_ctx=24, min_repeat=3, max_repeat=10, steps=30,
                 batch_size=16, eval_sequences=32)
+QUERIES = Path(__file__).resolve().parents[2] / "reports" / "queries"
 TEXTS = ["the dog sleeps . the dog", "a teacher reads the book and the", "zyzzyva"]
 
 
@@ -44,6 +46,7 @@ def _write_params(directory: Path, **overrides) -> Path:
         "train_toy": TINY.model_dump(),
         "extract": {"models": ["toy", "minilm"], "datasets": ["corpus"], "hooks": ["resid_post"],
                     "layers": [0], "batch_size": 8},
+        "report": {"queries": str(QUERIES)},
     }
     params.update(overrides)
     directory.mkdir(parents=True, exist_ok=True)
@@ -92,6 +95,7 @@ def project(tmp_path_factory):
         train_toy_stage.run(study, progress=False)
         for model in ("toy", "minilm"):
             extract_stage.run(study, model, progress=False)
+        report_stage.run(study, progress=False)
         leaked = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
     uri = f"sqlite:///{db}"
     client = MlflowClient(tracking_uri=uri)
@@ -103,7 +107,7 @@ def project(tmp_path_factory):
 
 def test_one_finished_run_per_stage_run_in_the_study_experiment(project):
     runs = project["runs"]
-    assert sorted(runs) == ["extract@minilm", "extract@toy", "train_toy"]
+    assert sorted(runs) == ["extract@minilm", "extract@toy", "report", "train_toy"]
     assert {r.info.status for r in runs.values()} == {"FINISHED"}
     assert project["experiment"].name == STUDY
     assert runs["extract@toy"].data.tags["cortexlens.stage"] == "extract"
@@ -152,6 +156,21 @@ def test_lineage_tags_identify_code_params_and_inputs(project):
     client = project["client"]
     logged = client.download_artifacts(runs["extract@toy"].info.run_id, "manifests/corpus.json")
     assert json.loads(Path(logged).read_text()) == manifest
+
+
+def test_report_run_logs_the_page_its_plot_data_and_the_extractions_it_read(project):
+    study, runs, client = project["study"], project["runs"], project["client"]
+    run = runs["report"]
+    for model in ("toy", "minilm"):
+        manifest = layout.extraction_dir(study.store_dir, model, "corpus") / layout.MANIFEST
+        assert run.data.tags[f"input.extract.{model}.corpus"] == json.loads(manifest.read_text())["fingerprint"]
+    metrics = json.loads(metrics_file(study.reports_dir, "report").read_text())
+    assert run.data.metrics == pytest.approx(_numeric(metrics))
+    assert run.data.metrics["figures"] >= 1
+    page = client.download_artifacts(run.info.run_id, "report/index.html")
+    assert Path(page).read_bytes() == (study.reports_dir / "index.html").read_bytes()
+    logged = {Path(f.path).name for f in client.list_artifacts(run.info.run_id, "report/plots")}
+    assert logged == {p.name for p in (study.reports_dir / "plots").iterdir()} and logged
 
 
 def test_registered_toy_model_predicts_like_transformers(project, monkeypatch):
