@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -20,6 +21,7 @@ from tests.helpers import load_local, run_extraction
 
 REPO = Path(__file__).resolve().parents[2]
 QUERIES = REPO / "reports" / "queries"
+DEMO_REPORT = "CORTEXLENS_REPORT"
 INSTALL = "install it with `apt-get install -y chromium` (Debian/Ubuntu) or set CHROMIUM=/path/to/chromium"
 
 
@@ -47,19 +49,20 @@ def report(tmp_path_factory, tiny_model):
                         max_table_rows=10)
 
 
-def test_report_renders_offline_in_chromium(report, tmp_path):
+class Rendered(NamedTuple):
+    images: list[dict]      # per <img>: {"ok": loaded with a width, "alt": its alt text}
+    titles: list[str]       # section titles as shown
+    attempted: list[str]    # every non-file URL the page tried to fetch
+    screenshot: Path
+
+
+def render_offline(index: Path, shot: Path) -> Rendered:
+    """Open `index` in headless Chromium with every non-file request aborted; screenshot the whole page."""
     executable = chromium_path()
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
         pytest.fail("playwright is not installed: pip install -c constraints.txt -e '.[dev]'", pytrace=False)
-
-    specs = load_queries(QUERIES)
-    figure_queries = [s for s in specs if s.chart.is_figure]
-    drawn = {r.spec.name for r in report.results if r.spec.chart.is_figure and r.rows}
-    # The store has data for every figure query, so every figure query must have produced an image.
-    assert drawn == {s.name for s in figure_queries}
-
     attempted: list[str] = []
 
     def only_files(route) -> None:
@@ -77,21 +80,46 @@ def test_report_renders_offline_in_chromium(report, tmp_path):
             page.route("**/*", only_files)
             page.on("request", lambda request: None if request.url.startswith(("file://", "data:"))
                     else attempted.append(request.url))
-            page.goto(report.index.as_uri(), wait_until="load")
+            page.goto(index.resolve().as_uri(), wait_until="load")
             images = page.eval_on_selector_all(
                 "img", "els => els.map(e => ({ok: e.complete && e.naturalWidth > 0, alt: e.alt}))")
             titles = page.eval_on_selector_all("section > h2", "els => els.map(e => e.textContent)")
-            shot = tmp_path / "report.png"
             page.screenshot(path=str(shot), full_page=True)
-            assert attempted == [], f"the report tried to reach the network: {attempted}"
+            seen = list(attempted)
             # Control: the guard does see a network request when one is made.
             page.evaluate("() => new Promise(r => { const i = new Image(); i.onerror = i.onload = r; "
                           "i.src = 'https://example.invalid/probe.png'; })")
-            assert any("example.invalid" in url for url in attempted)
+            assert any("example.invalid" in url for url in attempted), "the network guard saw nothing"
         finally:
             browser.close()
+    return Rendered(images, titles, seen, shot)
 
-    assert [i for i in images if not i["ok"]] == []
-    assert len(images) == len(figure_queries) + 1  # + the toy model's accuracy figure
-    assert {s.section for s in specs} | {"Provenance", "Params", "Toy model"} <= set(titles)
+
+def test_report_renders_offline_in_chromium(report, tmp_path):
+    specs = load_queries(QUERIES)
+    figure_queries = [s for s in specs if s.chart.is_figure]
+    drawn = {r.spec.name for r in report.results if r.spec.chart.is_figure and r.rows}
+    # The store has data for every figure query, so every figure query must have produced an image.
+    assert drawn == {s.name for s in figure_queries}
+
+    shown = render_offline(report.index, tmp_path / "report.png")
+    assert shown.attempted == [], f"the report tried to reach the network: {shown.attempted}"
+    assert [i for i in shown.images if not i["ok"]] == []
+    assert len(shown.images) == len(figure_queries) + 1  # + the toy model's accuracy figure
+    assert {s.section for s in specs} | {"Provenance", "Params", "Toy model"} <= set(shown.titles)
+    assert shown.screenshot.stat().st_size > 10_000
+
+
+@pytest.mark.skipif(not os.environ.get(DEMO_REPORT), reason=f"set {DEMO_REPORT}=reports/index.html after make demo")
+def test_demo_report_renders_offline_in_chromium(tmp_path):
+    """The report `make demo` wrote (.ci/run sets CORTEXLENS_REPORT after the demo): every figure loads."""
+    index = Path(os.environ[DEMO_REPORT])
+    metrics = json.loads((index.parent / "metrics" / "report.json").read_text())
+    shot = Path(os.environ.get("CORTEXLENS_SCREENSHOT", tmp_path / "report.png"))
+    shown = render_offline(index, shot)
+    assert shown.attempted == [], f"the report tried to reach the network: {shown.attempted}"
+    assert len(shown.images) == metrics["figures"] > 0
+    assert [i for i in shown.images if not i["ok"]] == []
+    assert {"Provenance", "Params", "Toy model"} <= set(shown.titles)
     assert shot.stat().st_size > 10_000
+    print(f"{len(shown.images)} figures loaded; screenshot {shot}")
