@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import socket
 import threading
 import time
 import warnings
@@ -39,6 +40,7 @@ BATCH = 100  # MLflow accepts at most 100 params or tags per log_batch call
 _URI_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 _BARS = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 _FLUENT = threading.Lock()
+TAG_HOST, TAG_PID = "cortexlens.host", "cortexlens.pid"  # which process owns a RUNNING run
 
 
 class TrackingError(CortexLensError):
@@ -158,7 +160,8 @@ def _start(study: Study, target: Target, stage: str, item: str | None, params: d
         client = target.client()
         experiment_id = _experiment_id(client, target)
         name = f"{stage}@{item}" if item else stage
-        tags = _lineage_tags(study, stage, item, params)
+        _close_orphans(client, experiment_id, name)
+        tags = _lineage_tags(study, stage, item, params) | _process_tags()
         created = client.create_run(experiment_id, run_name=name, tags=tags)
     except CortexLensError:
         raise
@@ -166,6 +169,38 @@ def _start(study: Study, target: Target, stage: str, item: str | None, params: d
         raise TrackingError(f"tracking.uri: cannot record runs in {target.tracking_uri}: "
                             f"{_first_line(err)}") from err
     return TrackedRun(client, created.info.run_id, target)
+
+
+def _process_tags() -> dict[str, str]:
+    return {TAG_HOST: socket.gethostname(), TAG_PID: str(os.getpid())}
+
+
+def _close_orphans(client: MlflowClient, experiment_id: str, name: str) -> None:
+    """Mark KILLED the earlier runs of this stage that are still RUNNING although the process that
+    opened them on this host is gone (SIGKILL, power loss: nothing could close them). Runs of other
+    hosts, and of processes still alive, are left alone."""
+    host = socket.gethostname()
+    running = client.search_runs([experiment_id], max_results=1000,
+                                 filter_string=f"attributes.status = 'RUNNING' and attributes.run_name = '{name}'")
+    for run in running:
+        tags = run.data.tags
+        if tags.get(TAG_HOST) != host or not tags.get(TAG_PID, "").isdigit():
+            continue
+        pid = int(tags[TAG_PID])
+        if pid != os.getpid() and not _alive(pid):
+            client.set_tag(run.info.run_id, "cortexlens.error",
+                           f"process {pid} on {host} ended without closing the run")
+            client.set_terminated(run.info.run_id, "KILLED")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
 
 
 def _first_line(err: BaseException) -> str:

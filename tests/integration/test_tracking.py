@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import mlflow
@@ -214,6 +215,36 @@ def test_a_failing_stage_leaves_a_failed_run(project, tmp_path):
     assert (run.info.run_name, run.info.status) == ("extract@minilm", "FAILED")
     assert run.data.tags["cortexlens.error"].startswith("DatasetError: datasets.docs.path: file not found")
     assert not (tmp_path / "store").exists()
+
+
+ORPHAN = """
+import os, sys
+from cortexlens.config import load_study
+from cortexlens.tracking import stage_run
+with stage_run(load_study(sys.argv[1]), "probe", params={"probe": {"k": 1}}) as run:
+    print(run.run_id, flush=True)
+    os._exit(9)  # dies like SIGKILL: no finally, no atexit
+"""
+
+
+def test_a_killed_stage_run_is_marked_killed_by_the_next_run_of_that_stage(project, tmp_path):
+    params = _write_params(tmp_path, study=f"{STUDY}-orphan", tracking={"uri": f"sqlite:///{project['db']}"})
+    died = subprocess.run([sys.executable, "-c", ORPHAN, str(params)], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[2], check=False)
+    assert died.returncode == 9, died.stderr[-2000:]
+    orphan = died.stdout.split()[-1]
+    client = project["client"]
+    assert client.get_run(orphan).info.status == "RUNNING"  # nothing could close it
+    study = load_study(params)
+    with stage_run(study, "other"):  # another stage leaves it alone
+        pass
+    assert client.get_run(orphan).info.status == "RUNNING"
+    with stage_run(study, "probe") as run:
+        pass
+    closed = client.get_run(orphan)
+    assert closed.info.status == "KILLED"
+    assert closed.data.tags["cortexlens.error"].endswith("ended without closing the run")
+    assert client.get_run(run.run_id).info.status == "FINISHED"
 
 
 def test_default_database_is_absolute_under_the_params_directory(tmp_path, monkeypatch):
