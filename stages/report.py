@@ -10,7 +10,6 @@ fingerprint of every extraction it read, and the page and its plot data logged a
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -18,8 +17,8 @@ from typing import Any
 
 from cortexlens.config import Study, load_study
 from cortexlens.report import build_report
+from cortexlens.report.provenance import extractions
 from cortexlens.report.runner import QueryResult
-from cortexlens.store import layout
 from cortexlens.tracking import stage_run
 from stages.common import metrics_file, parser, stage_main, write_metrics
 
@@ -44,11 +43,7 @@ def run(study: Study, progress: bool = True) -> dict[str, Any]:
 
 def _extractions(store: Path) -> dict[str, str]:
     """The fingerprint of every complete extraction the report reads, keyed model/dataset."""
-    found = {}
-    for manifest in layout.manifests(store):
-        model, dataset = (part.split("=", 1)[1] for part in manifest.parent.parts[-2:])
-        found[f"extract.{model}.{dataset}"] = json.loads(manifest.read_text()).get("fingerprint", "unknown")
-    return found
+    return {f"extract.{e.model}.{e.dataset}": e.fingerprint for e in extractions(store)}
 
 
 def _build(study: Study, on_query: Callable[[QueryResult], None] | None) -> dict[str, Any]:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 import cortexlens
 from cortexlens.store import layout
+from cortexlens.tracking.lineage import git_state
 
 UNKNOWN = "unknown"
 
@@ -33,13 +33,9 @@ class Provenance:
 
 
 def git_commit(directory: Path) -> str:
-    """HEAD of the repository holding `directory`, or "unknown" (no git, not a repository, no commit)."""
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=directory, capture_output=True, text=True,
-                             timeout=10, check=True)
-    except (OSError, subprocess.SubprocessError):
-        return UNKNOWN
-    return out.stdout.strip() or UNKNOWN
+    """HEAD of the repository holding `directory`, or "unknown" (no git, not a repository, no commit):
+    the same commit the stage's MLflow run is tagged with."""
+    return git_state(directory)["git.commit"]
 
 
 def extractions(store: Path) -> list[Extraction]:
