@@ -292,3 +292,32 @@ def test_long_params_are_truncated_and_reserved_aliases_refused(tmp_path):
     assert (values["a.c"], values["a.d"], values["a.e"]) == ("[1,2]", "null", "true")
     with pytest.raises(ConfigError, match=r"tracking.alias: 'latest' is reserved by MLflow"):
         load_study(_write_params(tmp_path, tracking={"alias": "latest"}))
+
+
+DEMO_STUDY = "CORTEXLENS_STUDY"
+
+
+@pytest.mark.skipif(not os.environ.get(DEMO_STUDY), reason=f"set {DEMO_STUDY}=<directory of params.yaml> after make demo")
+def test_demo_database_has_a_run_per_stage_and_a_loadable_model(monkeypatch):
+    """The study `make demo` ran (.ci/run sets CORTEXLENS_STUDY after the demo): its MLflow database."""
+    study = load_study(Path(os.environ[DEMO_STUDY]) / "params.yaml")
+    uri = tracking_uri(study.params.tracking.uri, study.root)
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name(study.params.study)
+    assert experiment is not None, f"no experiment {study.params.study!r} in {uri}"
+    runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"])
+    newest = {}
+    for run in runs:
+        newest.setdefault(run.info.run_name, run)
+    stages = {"train_toy", "report", *(f"extract@{m}" for m in study.params.extract.models)}
+    assert set(newest) == stages
+    assert {name: run.info.status for name, run in newest.items()} == dict.fromkeys(stages, "FINISHED")
+    name, alias = f"{study.params.study}-toy", study.params.tracking.alias
+    version = client.get_model_version_by_alias(name, alias)
+    assert version.run_id == newest["train_toy"].info.run_id
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)  # as a user in another process points at it
+    model = mlflow.pyfunc.load_model(f"models:/{name}@{alias}")
+    words = "river quiet teacher garden music"
+    predicted = model.predict([f"{words} {words.rsplit(' ', 1)[0]}"])  # the repeat stops before "music"
+    print(predicted)
+    assert predicted.next_token[0].strip() == "music" and predicted.probability[0] > 0.5
