@@ -24,9 +24,9 @@ ROOT = Path(__file__).resolve().parents[1]
 CHILD = """
 import json, resource, sys
 from cortexlens.config import load_study
-from stages.extract import run
+from stages.extract import STAGE
 study = load_study(sys.argv[1], require=["extract"])
-metrics = run(study, "minilm", progress=False)
+metrics = STAGE.execute(study, {"model": "minilm"}, progress=False)
 peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # Linux: KiB
 print(json.dumps({"peak_mib": peak_kib / 1024, "tokens": metrics["datasets"]["corpus"]["tokens"]}))
 """

@@ -1,19 +1,21 @@
-"""The pipeline as a Prefect flow: the same stage functions as `dvc repro`, run as tasks.
+"""The pipeline as a Prefect flow: the same stage functions as `dvc repro`, run as a task graph.
 
     python -m flows.pipeline --params params.yaml          # threads (default) or flow.task_runner
     python -m flows.pipeline --params params.yaml --dask tcp://scheduler:8786
 
-Stages run in dvc.yaml order; the items of a `matrix:` stage (one `extract` per model) fan out
-through the task runner: threads by default, a Dask cluster with `flow.task_runner: dask` (a
-`LocalCluster` unless `flow.dask_address` names a scheduler). Tasks receive the params file's path and
-a stage name, never arrays, and return the stage's metrics.
+Tasks and their order come from dvc.yaml (`cortexlens.pipeline`): a stage instance waits for the
+instances whose outputs its deps read, and starts as soon as they have finished, so independent
+stages run at the same time (`extract@minilm` beside `train_toy`) through the task runner: threads
+by default, a Dask cluster with `flow.task_runner: dask`. Tasks receive the params file's path and a
+stage name, never arrays, and return the stage's metrics.
 
-Each task is cached on what `dvc repro` looks at (see `flows/dvc_spec.py`): the content of the
-stage's deps from dvc.yaml (code, upstream outputs; stores by their manifests' checksums) and its
-params values. A task whose outputs are missing is re-run even on a cache hit. I/O errors are
-retried (`flow.retries`); a configuration error fails at once. Stages write atomically and
-extraction resumes, so after a failure the next run takes finished stages from the cache and
-continues the interrupted one where it stopped.
+Each task is cached on what `dvc repro` looks at (`cortexlens.pipeline.fingerprint`): the content of
+the stage's deps (code, upstream outputs; stores by their manifests' checksums) and its params
+values, taken when the task is submitted (its upstream outputs are final by then). A task whose
+outputs are missing is re-run even on a cache hit. I/O errors are retried (`flow.retries`); a
+configuration error fails at once; the stages downstream of a failed one are not run. Stages write
+atomically and resume, so the next run takes finished stages from the cache and continues the
+interrupted one where it stopped.
 """
 
 from __future__ import annotations
@@ -23,20 +25,25 @@ import importlib
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
-from prefect.futures import wait
+from prefect.futures import PrefectFuture, as_completed
 from prefect.states import State
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from cortexlens.config import Study, load_study
 from cortexlens.config.schema import Flow
 from cortexlens.errors import CortexLensError
-from flows.dvc_spec import StageSpec, load_stage_specs
-from flows.fingerprint import outputs_present, stage_fingerprint
+from cortexlens.pipeline.dvcfile import StageSpec, load_stage_specs
+from cortexlens.pipeline.fingerprint import outputs_present, stage_fingerprint
+from cortexlens.pipeline.graph import dependencies, downstream_of, execution_order
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DVC_YAML = REPO_ROOT / "dvc.yaml"
 RESULTS_DIR = ".prefect/results"  # under the study root: shared storage for a shared study
+NOT_RUN = "NotRun"  # the state reported for stages skipped because an upstream stage failed
 
 
 def is_transient(task_: Any, task_run: Any, state: State) -> bool:
@@ -60,22 +67,28 @@ def _task_run_name() -> str:
 @task(task_run_name=_task_run_name, cache_key_fn=_cache_key, persist_result=True,
       retry_condition_fn=is_transient)
 def run_stage(stage: str, item: str | None, params_file: str, fingerprint: str) -> dict[str, Any]:
-    """Run `stages.<stage>.run` on the study; `fingerprint` only keys the cache."""
+    """`stages.<stage>.STAGE.execute` on the study; `fingerprint` only keys the cache."""
     study = load_study(params_file)
-    module = importlib.import_module(f"stages.{stage}")
     started = time.perf_counter()
-    metrics = module.run(study, item, progress=False) if item else module.run(study, progress=False)
+    metrics = stage_module(stage).STAGE.execute(study, item, progress=False)
     get_run_logger().info("%s%s finished in %.1f s", stage, f"@{item}" if item else "",
                           time.perf_counter() - started)
     return metrics
 
 
-def stage_groups(specs: dict[str, StageSpec]) -> list[list[StageSpec]]:
-    """Stages in dvc.yaml order; the items of one matrix stage form a group that runs in parallel."""
-    groups: dict[str, list[StageSpec]] = {}
-    for spec in specs.values():
-        groups.setdefault(spec.name, []).append(spec)
-    return list(groups.values())
+def stage_module(stage: str) -> Any:
+    return importlib.import_module(f"stages.{stage}")
+
+
+def plan(study: Study) -> tuple[dict[str, StageSpec], dict[str, set[str]]]:
+    """dvc.yaml's stage instances (each refined by its stage, e.g. extract@minilm without the toy
+    model's directory) and what each waits for."""
+    specs = load_stage_specs(study.params.model_dump(mode="json"), study.root, DVC_YAML)
+    refined = {}
+    for name, spec in specs.items():
+        refine = stage_module(spec.name).STAGE.refine
+        refined[name] = refine(spec, study) if refine else spec
+    return refined, dependencies(refined)
 
 
 def make_task_runner(settings: Flow, dask_address: str | None = None) -> Any:
@@ -92,32 +105,79 @@ def make_task_runner(settings: Flow, dask_address: str | None = None) -> Any:
                                           "processes": True, "dashboard_address": None})
 
 
+def selected(needs: dict[str, set[str]], specs: dict[str, StageSpec], only: list[str] | None) -> list[str]:
+    """Stage instances to run, in a valid order: all, or those named in `only` (stage or stage@item)."""
+    order = execution_order(needs)
+    if not only:
+        return order
+    unknown = [name for name in only if name not in specs and all(s.name != name for s in specs.values())]
+    if unknown:
+        raise CortexLensError(f"--only: unknown stage(s) {', '.join(unknown)} (stages: {', '.join(order)})")
+    return [name for name in order if name in only or specs[name].name in only]
+
+
 @flow(name="cortexlens-stages")
 def run_stages(params_file: str, only: list[str] | None = None) -> dict[str, dict[str, Any]]:
-    """Run every stage (or those named in `only`, by stage or `stage@item`) in dependency order."""
+    """Run the stage graph: each instance as soon as the instances it depends on have finished."""
     logger = get_run_logger()
     study = load_study(params_file)
     params = study.params.model_dump(mode="json")
-    specs = load_stage_specs(params, study.root)
+    specs, needs = plan(study)
+    todo = selected(needs, specs, only)
+    wanted = set(todo)
     settings = study.params.flow
-    summary: dict[str, dict[str, Any]] = {}
-    for group in stage_groups(specs):
-        group = [s for s in group if not only or s.name in only or s.full_name in only]
-        futures = []
-        for spec in group:
-            # Fingerprints are taken when the group starts: upstream outputs are final by then.
-            fingerprint = stage_fingerprint(spec, params)
-            stage_task = run_stage.with_options(
-                refresh_cache=not outputs_present(spec),  # deleted outputs: a cache hit would be a lie
-                retries=settings.retries, retry_delay_seconds=settings.retry_delay_seconds,
-                result_storage=study.root / RESULTS_DIR)
-            futures.append((spec, stage_task.submit(spec.name, spec.item, str(study.file), fingerprint)))
-        wait([future for _, future in futures])  # let siblings finish (and be cached) even if one fails
-        for spec, future in futures:
-            state = future.state
-            summary[spec.full_name] = {"state": state.name, "metrics": future.result()}
-            logger.info("%s: %s", spec.full_name, state.name)
+    running: dict[str, PrefectFuture] = {}
+    finished: dict[str, str] = {}  # name -> final state name
+    futures: dict[str, PrefectFuture] = {}
+    while todo or running:
+        ready = [n for n in todo if (needs[n] & wanted) <= finished.keys()]
+        for name in ready:
+            todo.remove(name)
+            if any(finished[parent] not in ("Completed", "Cached") for parent in needs[name] & wanted):
+                finished[name] = NOT_RUN
+                continue
+            running[name] = futures[name] = _submit(specs[name], params, study, settings)
+        if not running:
+            assert ready or not todo, "execution_order guarantees a ready stage"
+            continue
+        done = next(as_completed(list(running.values())))
+        done.wait()  # records the final state on the future (as_completed may yield it before)
+        name = next(n for n, f in running.items() if f is done)
+        del running[name]
+        finished[name] = done.state.name
+        logger.info("%s: %s", name, done.state.name)
+        if not done.state.is_completed():
+            skipped = downstream_of(needs, name) & set(todo)
+            if skipped:
+                logger.warning("%s failed: not running %s", name, ", ".join(sorted(skipped)))
+    summary = {name: _outcome(finished[name], futures.get(name)) for name in finished}
+    for future in futures.values():
+        future.result()  # re-raise the first failure: the flow run fails like the stage did
     return summary
+
+
+def _submit(spec: StageSpec, params: dict[str, Any], study: Study, settings: Flow) -> PrefectFuture:
+    # Fingerprints are taken now, when everything upstream has finished: its outputs are final.
+    fingerprint = stage_fingerprint(spec, params)
+    stage_task = run_stage.with_options(
+        refresh_cache=not outputs_present(spec),  # deleted outputs: a cache hit would be a lie
+        retries=settings.retries, retry_delay_seconds=settings.retry_delay_seconds,
+        result_storage=study.root / RESULTS_DIR)
+    return stage_task.submit(spec.name, spec.item, str(study.file), fingerprint)
+
+
+def _outcome(state: str, future: PrefectFuture | None) -> dict[str, Any]:
+    """State, metrics and the task run's start and end times (as the Prefect API recorded them)."""
+    if future is None:
+        return {"state": state, "metrics": None, "start": None, "end": None}
+    from prefect import get_client
+
+    with get_client(sync_client=True) as client:
+        task_run = client.read_task_run(future.task_run_id)
+    metrics = future.result(raise_on_failure=False) if state in ("Completed", "Cached") else None
+    return {"state": state, "metrics": metrics,
+            "start": task_run.start_time.timestamp() if task_run.start_time else None,
+            "end": task_run.end_time.timestamp() if task_run.end_time else None}
 
 
 @flow(name="cortexlens", log_prints=True)
@@ -135,11 +195,21 @@ def pipeline(params: str = "params.yaml", only: list[str] | None = None,
     return run_stages.with_options(task_runner=runner)(str(study.file), only)
 
 
-def _print_summary(summary: dict[str, dict[str, Any]], seconds: float) -> None:
-    width = max(len(name) for name in summary) if summary else 0
+def print_summary(summary: dict[str, dict[str, Any]], seconds: float) -> None:
+    """One line per stage instance: state, start (seconds after the first task started) and duration;
+    then the flow's wall time against the sum of its tasks' times (below it when tasks overlapped)."""
+    starts = [r["start"] for r in summary.values() if r["start"] is not None]
+    origin = min(starts) if starts else 0.0
+    width = max((len(name) for name in summary), default=0)
+    total = 0.0
     for name, result in summary.items():
-        print(f"  {name:<{width}}  {result['state']}")
-    print(f"pipeline finished in {seconds:.1f} s")
+        line = f"  {name:<{width}}  {result['state']}"
+        if result["start"] is not None and result["end"] is not None:
+            ran = result["end"] - result["start"]
+            total += ran
+            line += f"  started +{result['start'] - origin:.1f} s, ran {ran:.1f} s"
+        print(line)
+    print(f"pipeline finished in {seconds:.1f} s; its tasks ran {total:.1f} s in total")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -150,6 +220,8 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     try:
         study: Study = load_study(args.params)  # fail fast, with the one-line messages, before Prefect starts
+        specs, needs = plan(study)
+        selected(needs, specs, args.only)  # an unknown --only name fails here too
     except CortexLensError as err:
         print("\n".join(err.lines), file=sys.stderr)
         sys.exit(err.exit_code)
@@ -159,7 +231,7 @@ def main(argv: list[str] | None = None) -> None:
     except CortexLensError as err:
         print("\n".join(err.lines), file=sys.stderr)
         sys.exit(err.exit_code)
-    _print_summary(summary, time.perf_counter() - started)
+    print_summary(summary, time.perf_counter() - started)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,10 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# The base of every params section, core or declared by an analysis plugin: unknown keys are errors.
+Section = Strict
+
+
 class Paths(Strict):
     store: str = "data/store"
     """Root of the Parquet store that DuckDB's views read."""

@@ -10,8 +10,6 @@ import difflib
 from collections.abc import Callable
 from pathlib import Path
 
-import torch
-
 from cortexlens.config.schema import Extract, FileDataset, HookEntry, Params, project_path
 from cortexlens.errors import CortexLensError
 from cortexlens.models.describe import ModelInfo
@@ -22,6 +20,10 @@ InfoFn = Callable[[str], ModelInfo]  # model name -> ModelInfo (raises CortexLen
 
 
 def check_device(params: Params) -> list[str]:
+    if params.device in ("auto", "cpu"):
+        return []  # nothing to check, and no reason to import torch
+    import torch
+
     if params.device.startswith("cuda") and not torch.cuda.is_available():
         return [f"device: {params.device!r} requested but CUDA is not available on this machine (use auto or cpu)"]
     if params.device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):

@@ -7,10 +7,11 @@ line per problem (naming the key path) before anything is written.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
+from typing import Any
 
-from pydantic import ValidationError
+from pydantic import ValidationError, create_model
 
 from cortexlens.config.messages import validation_lines
 from cortexlens.config.schema import (
@@ -19,10 +20,11 @@ from cortexlens.config.schema import (
 )
 from cortexlens.config.semantic import check_dataset_files, check_device, check_extract, hook_points_for
 from cortexlens.config.yaml_io import read_yaml
-from cortexlens.errors import ConfigError
+from cortexlens.errors import ConfigError, CortexLensError
 from cortexlens.models.describe import ModelInfo, describe_model
 from cortexlens.models.hooks import HookPoint
-from cortexlens.models.loading import ResolvedSource, resolve_source
+from cortexlens.models.model_config import ModelConfig
+from cortexlens.models.sources import ResolvedSource, resolve_source
 
 
 class Study:
@@ -54,10 +56,10 @@ class Study:
         return resolve_source(spec.source, spec.revision, self.root, self.models_dir)
 
     @cached_property
-    def _toy_config(self):
-        from cortexlens.toy.model import toy_config, toy_vocab_size
+    def _toy_config(self) -> ModelConfig:
+        from cortexlens.toy.config import toy_config_dict
 
-        return toy_config(self.params.train_toy, toy_vocab_size())
+        return ModelConfig(toy_config_dict(self.params.train_toy))
 
     def model_info(self, name: str) -> ModelInfo:
         if name not in self._infos:
@@ -74,11 +76,26 @@ class Study:
         return points
 
 
+@lru_cache(maxsize=1)
+def params_model() -> type[Params]:
+    """The schema of params.yaml: the core sections of `schema.Params` plus every analysis plugin's
+    section (`cortexlens/<package>/plugin.py`), each optional. Built once per process."""
+    from cortexlens.plugins import plugin_sections
+
+    sections = plugin_sections()
+    clash = sorted(set(sections) & set(Params.model_fields))
+    if clash:
+        raise TypeError(f"plugin sections {', '.join(clash)} clash with core sections of params.yaml")
+    fields: dict[str, Any] = {name: (model | None, None) for name, model in sections.items()}
+    return create_model("Params", __base__=Params, __doc__=Params.__doc__, **fields)
+
+
 def parse_params(data: dict) -> Params:
+    model = params_model()
     try:
-        return Params.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(*validation_lines(Params, err, data)) from None
+        raise ConfigError(*validation_lines(model, err, data)) from None
 
 
 def load_study(path: str | Path = "params.yaml", require: Sequence[str] = ()) -> Study:
@@ -92,9 +109,23 @@ def load_study(path: str | Path = "params.yaml", require: Sequence[str] = ()) ->
     if study.params.extract is not None:
         problems += check_extract(study.params.extract, study.params, study.model_info)
     problems += _check_local_sources(study)
+    if not problems:  # plugin checks may rely on the core sections being sound
+        problems += _plugin_problems(study)
     if problems:
         raise ConfigError(*dict.fromkeys(problems))
     return study
+
+
+def _plugin_problems(study: Study) -> list[str]:
+    from cortexlens.plugins import plugin_checks
+
+    problems: list[str] = []
+    for check in plugin_checks():
+        try:
+            problems += check(study)
+        except CortexLensError as err:  # a check that loads a model config may fail with its own line
+            problems += err.lines
+    return problems
 
 
 def _check_local_sources(study: Study) -> list[str]:

@@ -12,7 +12,7 @@ import hashlib
 import json
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -29,21 +29,11 @@ from cortexlens.extraction.progress import Progress, ShardDone
 from cortexlens.extraction.writers import ShardWriter, TokenDecoder
 from cortexlens.models.hooked import HookedModel
 from cortexlens.models.hooks import HookPoint
+from cortexlens.models.identity import ModelIdentity  # also imported from here (its former home)
 
 FORMAT = "cortexlens.extraction/1"
 SETTINGS = ("batch_size", "max_length", "padding_side", "store_dtype", "shard_rows", "row_group_rows",
             "pooling", "compression")
-
-
-@dataclass(frozen=True)
-class ModelIdentity:
-    """What the manifest records about the model (and what the fingerprint depends on)."""
-
-    name: str
-    source: str
-    revision: str
-    dtype: str
-    attn_implementation: str | None
 
 
 def chunks(items: Iterator[Document], size: int) -> Iterator[list[Document]]:

@@ -16,10 +16,10 @@ tensor Hugging Face computes. Semantics follow TransformerLens:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import torch
-from transformers import PretrainedConfig
+if TYPE_CHECKING:  # not imported at run time: `cortexlens check` reads configs without torch
+    import torch
 
 BLOCK = ""  # the block module itself
 
@@ -59,7 +59,7 @@ class Family:
         site = self.sites[hook]
         return self.block_path(layer) + (f".{site.module}" if site.module else "")
 
-    def hooks_for(self, config: PretrainedConfig) -> tuple[str, ...]:
+    def hooks_for(self, config: Any) -> tuple[str, ...]:
         """Canonical aliases this model has (a parallel-residual block has no resid_mid)."""
         if getattr(config, "use_parallel_residual", False) or getattr(config, "parallel_attn", False):
             return tuple(h for h in self.sites if h != "resid_mid")
@@ -130,7 +130,7 @@ FAMILIES: tuple[Family, ...] = (GPT2, GPT_NEOX, LLAMA, GEMMA2, BERT)
 SUPPORTED_MODEL_TYPES: tuple[str, ...] = tuple(t for f in FAMILIES for t in f.model_types)
 
 
-def family_of(config: PretrainedConfig) -> Family | None:
+def family_of(config: Any) -> Family | None:
     """The family serving this config, or None (then only `module:` hooks are available)."""
     for family in FAMILIES:
         if config.model_type in family.model_types:
@@ -138,7 +138,7 @@ def family_of(config: PretrainedConfig) -> Family | None:
     return None
 
 
-def dims_of(config: PretrainedConfig) -> ModelDims:
+def dims_of(config: Any) -> ModelDims:
     """Sizes from a config; Hugging Face's attribute_map makes GPT-2's n_layer etc. readable as these."""
     d_model = config.hidden_size
     n_heads = config.num_attention_heads
@@ -159,7 +159,8 @@ def hook_width(hook: str, dims: ModelDims) -> int:
     return dims.d_model
 
 
-def output_weights(o_proj: torch.nn.Module, family: Family, dims: ModelDims) -> tuple[torch.Tensor, torch.Tensor | None]:
+def output_weights(o_proj: torch.nn.Module, family: Family,
+                   dims: ModelDims) -> tuple[torch.Tensor, torch.Tensor | None]:
     """W_O [n_heads, d_head, d_model] and b_O [d_model] (or None) of an attention output projection."""
     weight = o_proj.weight
     w_in_out = weight if family.o_proj_is_conv1d else weight.T  # [n_heads * d_head, d_model]

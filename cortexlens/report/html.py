@@ -105,6 +105,11 @@ def _provenance(prov: Provenance) -> str:
         lines.append(table(columns, rows, codes={2, 4}))
     else:
         lines.append('<p class="muted">No data: the store has no complete extraction.</p>')
+    if prov.results:
+        columns = ["stage", "item", "fingerprint", "tables (rows)", "inputs"]
+        rows = [(r.stage, r.item or "", r.fingerprint, ", ".join(f"{t} ({n})" for t, n in r.tables.items()),
+                 ", ".join(r.inputs)) for r in prov.results]
+        lines.append(table(columns, rows, codes={2}))
     return _section("provenance", "Provenance", "\n".join(lines))
 
 

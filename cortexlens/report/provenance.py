@@ -1,13 +1,14 @@
-"""Where the report's numbers come from: code commit, library version, and each extraction's manifest."""
+"""Where the report's numbers come from: code commit, library version, each extraction's and each
+analysis result's manifest."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cortexlens
-from cortexlens.store import layout
+from cortexlens.store import catalog, layout
 from cortexlens.tracking.lineage import git_state
 
 UNKNOWN = "unknown"
@@ -26,10 +27,22 @@ class Extraction:
 
 
 @dataclass(frozen=True)
+class Result:
+    """One analysis stage's complete results (a result manifest)."""
+
+    stage: str
+    item: str | None
+    fingerprint: str
+    tables: dict[str, int]  # table -> rows
+    inputs: dict[str, str]  # what it read: name -> fingerprint
+
+
+@dataclass(frozen=True)
 class Provenance:
     commit: str
     version: str
     extractions: list[Extraction]
+    results: list[Result] = field(default_factory=list)
 
 
 def git_commit(directory: Path) -> str:
@@ -39,19 +52,33 @@ def git_commit(directory: Path) -> str:
 
 
 def extractions(store: Path) -> list[Extraction]:
-    """One entry per complete extraction (the manifests the SQL views read), sorted by model, dataset."""
+    """One entry per complete extraction (the catalog the SQL views read), sorted by model, dataset."""
     out = []
-    for path in layout.manifests(store):
-        manifest = json.loads(path.read_text(encoding="utf-8"))
+    for ext in catalog.extractions(store):
+        manifest = ext.manifest
         model, dataset, rows = manifest["model"], manifest["dataset"], manifest.get("rows", {})
         out.append(Extraction(
-            model=model["name"], source=model.get("source") or UNKNOWN,
-            revision=model.get("revision") or UNKNOWN, dataset=dataset["name"],
-            fingerprint=manifest.get("fingerprint", UNKNOWN), n_docs=int(dataset.get("n_docs", 0)),
+            model=ext.model, source=model.get("source") or UNKNOWN,
+            revision=model.get("revision") or UNKNOWN, dataset=ext.dataset,
+            fingerprint=ext.fingerprint or UNKNOWN, n_docs=int(dataset.get("n_docs", 0)),
             tokens=int(rows.get("tokens", 0)), activation_rows=int(rows.get("activations", 0)),
         ))
     return out
 
 
+def results(store: Path) -> list[Result]:
+    """One entry per complete analysis result (the manifests the result views read), by stage, item."""
+    out = []
+    for path in layout.result_manifests(store):
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        out.append(Result(
+            stage=manifest.get("stage", UNKNOWN), item=manifest.get("item"),
+            fingerprint=manifest.get("fingerprint", UNKNOWN),
+            tables={name: int(t.get("rows", 0)) for name, t in manifest.get("tables", {}).items()},
+            inputs=dict(manifest.get("inputs", {})),
+        ))
+    return sorted(out, key=lambda r: (r.stage, r.item or ""))
+
+
 def collect(store: Path, repository: Path) -> Provenance:
-    return Provenance(git_commit(repository), cortexlens.__version__, extractions(store))
+    return Provenance(git_commit(repository), cortexlens.__version__, extractions(store), results(store))

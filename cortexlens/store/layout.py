@@ -55,3 +55,11 @@ def documents_file(shard: int) -> str:
 def manifests(store: Path) -> list[Path]:
     """Manifests of complete extractions (a running or killed one has none yet)."""
     return sorted((store / EXTRACT).glob(f"model=*/dataset=*/{MANIFEST}"))
+
+
+def result_manifests(store: Path) -> list[Path]:
+    """Manifests of complete analysis results: every manifest.json in the store outside `extract/`."""
+    if not store.is_dir():
+        return []
+    return sorted(path for child in store.iterdir() if child.is_dir() and child.name != EXTRACT
+                  for path in child.rglob(MANIFEST))

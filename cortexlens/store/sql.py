@@ -14,7 +14,7 @@ from typing import Any
 import duckdb
 
 from cortexlens.errors import StoreError
-from cortexlens.store.views import VIEWS
+from cortexlens.store.views import all_views
 
 ALLOWED = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
 
@@ -26,7 +26,7 @@ def connect(store: str | Path) -> duckdb.DuckDBPyConnection:
         "autoinstall_known_extensions": False,  # never reach for the network
         "autoload_known_extensions": False,
     })
-    for view in VIEWS:
+    for view in all_views():
         con.execute(view.sql(store))
     con.execute("SET lock_configuration = true")
     return con

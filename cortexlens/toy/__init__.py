@@ -1,20 +1,24 @@
-"""The built-in toy model: a small GPT-2 trained to do induction, saved like any Hugging Face model."""
+"""The built-in toy model: a small GPT-2 trained to do induction, saved like any Hugging Face model.
 
-from cortexlens.toy.evaluate import induction_accuracy
-from cortexlens.toy.io import load_toy, save_toy
-from cortexlens.toy.model import toy_config, toy_vocab_size
-from cortexlens.toy.task import InductionBatch, induction_batch
-from cortexlens.toy.tokenizer import build_toy_tokenizer
-from cortexlens.toy.train import train_toy
+Names are imported lazily: `cortexlens.toy.config` (the architecture as plain data) is read by
+`cortexlens check`, which must not pay for torch and transformers.
+"""
 
-__all__ = [
-    "InductionBatch",
-    "build_toy_tokenizer",
-    "induction_accuracy",
-    "induction_batch",
-    "load_toy",
-    "save_toy",
-    "toy_config",
-    "toy_vocab_size",
-    "train_toy",
-]
+from typing import Any
+
+_EXPORTS = {
+    "induction_accuracy": "cortexlens.toy.evaluate", "load_toy": "cortexlens.toy.io",
+    "save_toy": "cortexlens.toy.io", "toy_config": "cortexlens.toy.model",
+    "toy_vocab_size": "cortexlens.toy.config", "InductionBatch": "cortexlens.toy.task",
+    "induction_batch": "cortexlens.toy.task", "build_toy_tokenizer": "cortexlens.toy.tokenizer",
+    "train_toy": "cortexlens.toy.train",
+}
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'cortexlens.toy' has no attribute {name!r}")

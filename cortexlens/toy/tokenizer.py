@@ -12,11 +12,9 @@ from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processor
 from transformers import PreTrainedTokenizerFast
 
 from cortexlens.data.corpus import corpus_vocabulary
+from cortexlens.toy.config import BOS, BOS_ID, N_SPECIAL, PAD, PAD_ID, SPECIAL_TOKENS, UNK, UNK_ID
 
-BOS, PAD, UNK = "<|bos|>", "<|pad|>", "<|unk|>"
-SPECIAL_TOKENS = (BOS, PAD, UNK)  # ids 0, 1, 2 in this order
-N_SPECIAL = len(SPECIAL_TOKENS)
-BOS_ID, PAD_ID, UNK_ID = range(N_SPECIAL)
+__all__ = ["BOS", "BOS_ID", "N_SPECIAL", "PAD", "PAD_ID", "SPECIAL_TOKENS", "UNK", "UNK_ID", "build_toy_tokenizer"]
 
 
 def build_toy_tokenizer() -> PreTrainedTokenizerFast:

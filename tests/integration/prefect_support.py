@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -108,12 +109,22 @@ def run_flow(server: PrefectServer, params: Path, *args: str, prelude: str = "",
 
 
 def states(output: str) -> dict[str, str]:
-    """The summary `main` prints: '  <stage>  <state>' lines."""
+    """The summary `main` prints: '  <stage>  <state>[  started +x s, ran y s]' lines."""
     found = {}
     for line in output.splitlines():
         parts = line.split()
-        if len(parts) == 2 and line.startswith("  ") and parts[1] in {"Completed", "Cached", "Failed"}:
+        if len(parts) >= 2 and line.startswith("  ") and parts[1] in {"Completed", "Cached", "Failed", "NotRun"}:
             found[parts[0]] = parts[1]
+    return found
+
+
+def task_times(output: str) -> dict[str, tuple[float, float]]:
+    """From the summary lines: stage -> (start, seconds), as the Prefect API recorded the task runs."""
+    found = {}
+    for line in output.splitlines():
+        match = re.match(r"^  (\S+)\s+\S+\s+started \+([\d.]+) s, ran ([\d.]+) s$", line)
+        if match:
+            found[match.group(1)] = (float(match.group(2)), float(match.group(3)))
     return found
 
 

@@ -21,6 +21,7 @@ from tests.integration.prefect_support import (
     small_params,
     states,
     tables,
+    task_times,
 )
 
 pytestmark = pytest.mark.timeout(900)
@@ -46,6 +47,17 @@ def test_flow_runs_every_dvc_stage(flow_project):
     assert {"train_toy", "extract@minilm", "extract@toy"} <= set(found), output
     assert set(found.values()) == {"Completed"}, output
     assert (directory / "data" / "models" / "toy" / "model.safetensors").is_file()
+
+
+def test_independent_stages_run_at_the_same_time(flow_project):
+    """The graph from dvc.yaml: extract@minilm needs nothing train_toy writes, extract@toy reads the toy."""
+    _, _, output = flow_project
+    times = task_times(output)
+    (toy_start, toy_ran), (minilm_start, minilm_ran) = times["train_toy"], times["extract@minilm"]
+    assert minilm_start < toy_start + toy_ran and toy_start < minilm_start + minilm_ran, output
+    assert times["extract@toy"][0] >= toy_start + toy_ran - 0.1, output
+    upstream_end = max(start + ran for name, (start, ran) in times.items() if name != "report")
+    assert times["report"][0] >= upstream_end - 0.1, output
 
 
 def test_dvc_repro_and_the_flow_write_the_same_tables(flow_project, tmp_path):

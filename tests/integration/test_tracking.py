@@ -28,7 +28,6 @@ from cortexlens.tracking.lineage import PARAM_VALUE_LIMIT, param_values
 from stages import extract as extract_stage
 from stages import report as report_stage
 from stages import train_toy as train_toy_stage
-from stages.common import metrics_file
 
 STUDY = "trk"
 TINY = TrainToy(d_model=64, n_heads=2, d_mlp=128, n_ctx=24, min_repeat=3, max_repeat=10, steps=30,
@@ -93,10 +92,10 @@ def project(tmp_path_factory):
         mp.delenv("MLFLOW_TRACKING_URI", raising=False)
         mp.delenv("MLFLOW_REGISTRY_URI", raising=False)
         study = load_study(params)
-        train_toy_stage.run(study, progress=False)
+        train_toy_stage.STAGE.execute(study, progress=False)
         for model in ("toy", "minilm"):
-            extract_stage.run(study, model, progress=False)
-        report_stage.run(study, progress=False)
+            extract_stage.STAGE.execute(study, {"model": model}, progress=False)
+        report_stage.STAGE.execute(study, progress=False)
         leaked = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
     uri = f"sqlite:///{db}"
     client = MlflowClient(tracking_uri=uri)
@@ -124,7 +123,7 @@ def test_params_and_metrics_equal_the_stage_outputs(project):
     train = runs["train_toy"].data
     want = {f"train_toy.{k}": _json_text(v) for k, v in TINY.model_dump(mode="json").items()}
     assert train.params == want | {"device": "cpu"}
-    train_metrics = json.loads(metrics_file(study.reports_dir, "train_toy").read_text())
+    train_metrics = json.loads((study.reports_dir / "metrics" / "train_toy.json").read_text())
     assert train.metrics == pytest.approx(_numeric(train_metrics))
     assert "second_copy_accuracy" in train.metrics
 
@@ -133,7 +132,7 @@ def test_params_and_metrics_equal_the_stage_outputs(project):
     assert extract.params["models.minilm.source"] == "minilm"
     assert extract.params["datasets.corpus.n_docs"] == "20"
     assert "models.toy.source" not in extract.params  # only this run's model
-    extract_metrics = json.loads(metrics_file(study.reports_dir, "extract", "minilm").read_text())
+    extract_metrics = json.loads((study.reports_dir / "metrics" / "extract-minilm.json").read_text())
     assert extract.metrics == pytest.approx(_numeric(extract_metrics))
     assert extract.metrics["datasets.corpus.documents"] == 20
 
@@ -165,7 +164,7 @@ def test_report_run_logs_the_page_its_plot_data_and_the_extractions_it_read(proj
     for model in ("toy", "minilm"):
         manifest = layout.extraction_dir(study.store_dir, model, "corpus") / layout.MANIFEST
         assert run.data.tags[f"input.extract.{model}.corpus"] == json.loads(manifest.read_text())["fingerprint"]
-    metrics = json.loads(metrics_file(study.reports_dir, "report").read_text())
+    metrics = json.loads((study.reports_dir / "metrics" / "report.json").read_text())
     assert run.data.metrics == pytest.approx(_numeric(metrics))
     assert run.data.metrics["figures"] >= 1
     page = client.download_artifacts(run.info.run_id, "report/index.html")
@@ -208,7 +207,7 @@ def test_a_failing_stage_leaves_a_failed_run(project, tmp_path):
     study = load_study(params)
     (tmp_path / "docs.txt").unlink()
     with pytest.raises(DatasetError, match="file not found"):
-        extract_stage.run(study, "minilm", progress=False)
+        extract_stage.STAGE.execute(study, {"model": "minilm"}, progress=False)
     client = project["client"]
     experiment = client.get_experiment_by_name(f"{STUDY}-fail")
     [run] = client.search_runs([experiment.experiment_id])
@@ -278,7 +277,7 @@ def test_disabled_tracking_writes_no_database(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     quick = TINY.model_copy(update={"steps": 1, "batch_size": 2, "eval_sequences": 2})
     study = load_study(_write_params(tmp_path, tracking={"enabled": False}, train_toy=quick.model_dump()))
-    metrics = train_toy_stage.run(study, progress=False)
+    metrics = train_toy_stage.STAGE.execute(study, progress=False)
     assert metrics["second_copy_accuracy"] >= 0
     with stage_run(study, "probe") as run:
         run.log_metrics({"x": 1})

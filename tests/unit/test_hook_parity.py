@@ -94,7 +94,7 @@ def test_reading_hooks_changes_nothing_and_stopping_early_reads_the_same(family,
     early = model.run_with_cache(inputs, [point], stop_early=True)[point]
     full = model.run_with_cache(inputs, [point], stop_early=False)[point]
     torch.testing.assert_close(early, full, atol=0, rtol=0)
-    with model.hooks([(point, lambda t: None)]), torch.no_grad():
+    with model.hooks([(point, lambda t, hook: None)]), torch.no_grad():
         hooked = model.forward(inputs)[0]
     torch.testing.assert_close(hooked, plain, atol=0, rtol=0)
 
@@ -109,7 +109,8 @@ def test_patching_hooks_replace_activations(family, tiny_model):
     z_point, out_point = HookPoint("attn_z", 1), HookPoint("attn_out", 1)
     clean = model.run_with_cache(inputs, [z_point, out_point])
 
-    def ablate_head_0(z):
+    def ablate_head_0(z, hook):
+        assert hook == z_point and hook.name == "blocks.1.attn.hook_z"
         z = z.clone()
         z[:, :, 0] = 0
         return z

@@ -47,12 +47,12 @@ def _planted_acts() -> dict[tuple[str, int], np.ndarray]:
 
 def plant_store(store: Path, model: str = "minilm", dataset: str = "corpus") -> None:
     base = layout.extraction_dir(store, model, dataset)
-    files: dict[str, str] = {}
+    files: dict[str, dict] = {}
 
     def write(rel: str, table: pa.Table) -> None:
         (base / rel).parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(table, base / rel)
-        files[rel] = "planted"
+        files[rel] = {"rows": table.num_rows, "xxh3_128": "planted"}
 
     doc_ids = np.array([d for d, _ in ROWS])
     pos = np.array([p for _, p in ROWS])
@@ -279,7 +279,7 @@ def test_stage_run_writes_report_and_metrics(tmp_path, store):
     (tmp_path / "out" / "metrics").mkdir(parents=True)
     _write(tmp_path / "out" / "metrics" / "train_toy.json",
            json.dumps({"first_copy_accuracy": 0.0, "second_copy_accuracy": 1.0}))
-    metrics = stages.report.run(study, progress=False)
+    metrics = stages.report.STAGE.execute(study, progress=False)
     n = len(load_queries(QUERIES))
     assert metrics["queries"] == n and set(metrics["per_query"]) == {s.name for s in load_queries(QUERIES)}
     assert metrics["per_query"]["21_top_contexts_minilm"]["rows"] == len(NEURON_100)

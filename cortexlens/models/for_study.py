@@ -1,0 +1,42 @@
+"""The one way a stage gets a model: `load_for_study(study, name)` -> the hooked model and its identity.
+
+It loads exactly as the extract stage always has (seed, device, dtype, attention implementation from
+params.yaml), so every stage that reads a model sees the same weights and records the same identity.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+
+from cortexlens.errors import ConfigError
+from cortexlens.models.hooked import HookedModel
+from cortexlens.models.identity import ModelIdentity
+from cortexlens.models.loading import fingerprint, load_hooked_model, resolve_device
+
+if TYPE_CHECKING:  # cortexlens.config.study imports cortexlens.models.loading: no import at run time
+    from cortexlens.config.study import Study
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    model: HookedModel
+    identity: ModelIdentity  # what manifests and lineage record
+
+
+def load_for_study(study: Study, model_name: str) -> LoadedModel:
+    """Load `models.<model_name>` of the study with its hooks; ConfigError if the name is not defined."""
+    models = study.params.models
+    if model_name not in models:
+        raise ConfigError(f"models: {model_name!r} is not defined (models: {', '.join(models) or 'none'})")
+    spec = models[model_name]
+    resolved = study.model_source(model_name)
+    # Seeded before loading: weights a checkpoint lacks (a fresh head) are initialised reproducibly.
+    torch.manual_seed(study.params.seed)
+    model = load_hooked_model(model_name, resolved, resolve_device(study.params.device), spec.dtype,
+                              spec.attn_implementation)
+    identity = ModelIdentity(model_name, spec.source, fingerprint(resolved, model.config), spec.dtype,
+                             spec.attn_implementation)
+    return LoadedModel(model, identity)
