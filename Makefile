@@ -52,6 +52,7 @@ test-all: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/extract.py
 	$(BIN)/python bench/extract_memory.py
+	$(BIN)/python bench/reader.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check cortexlens stages flows tests bench
