@@ -40,6 +40,12 @@ def cmd_check(args: argparse.Namespace) -> int:
             print(f"  model {name}: {p.models[name].source} (not extracted)")
     for name, spec in p.datasets.items():
         print(f"  dataset {name}: {spec.kind}")
+    from cortexlens.plugins import plugins
+
+    for package, plugin in plugins().items():  # analysis sections, validated like the core ones
+        for section in plugin.sections:
+            if getattr(p, section, None) is not None:
+                print(f"  analysis {section} (cortexlens/{package}): OK")
     return 0
 
 

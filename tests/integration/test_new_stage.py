@@ -236,3 +236,24 @@ def test_the_flow_picks_up_the_new_stage(project, prefect_server, tmp_path):
     found = states(proc.stdout)
     assert found["norms@minilm"] == found["norms@toy"] == found["report"] == "Completed", proc.stdout
     assert "Document norms" in (study / "reports" / "index.html").read_text()
+
+
+def test_check_validates_the_new_section_where_it_lives(project, tmp_path):
+    directory, _ = project
+    env = _env(directory)
+    ok = subprocess.run([str(BIN / "cortexlens"), "check", "params.yaml"], cwd=directory, env=env,
+                        capture_output=True, text=True, check=False)
+    assert ok.returncode == 0 and "analysis norms (cortexlens/norms): OK" in ok.stdout, ok.stdout + ok.stderr
+    params = yaml.safe_load((directory / "params.yaml").read_text())
+    bad = tmp_path / "params.yaml"
+    bad.write_text(yaml.safe_dump({**params, "norms": {"hok": "mlp_post"}}))
+    proc = subprocess.run([str(BIN / "cortexlens"), "check", str(bad)], cwd=directory, env=env,
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "norms.hok: unknown key (allowed: hook, pooling); did you mean 'hook'?"
+    bad.write_text(yaml.safe_dump({**params, "norms": {"hook": "attn_out"}}))
+    proc = subprocess.run([sys.executable, "-m", "stages.norms", "--params", str(bad), "--model", "toy"],
+                          cwd=directory, env=env, capture_output=True, text=True, check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip() == "norms.hook: 'attn_out' is not extracted (extract.hooks: resid_post, mlp_post)"
+    assert not (tmp_path / "data").exists()  # nothing written
