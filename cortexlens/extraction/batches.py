@@ -43,7 +43,10 @@ def tokenize_batch(docs: list[Document], tokenizer: PreTrainedTokenizerBase, max
     mask = encoded["attention_mask"].bool()  # [batch, pos]
     n_tokens = mask.sum(-1).numpy().astype(np.int32)
     inputs = {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
-    if "token_type_ids" in encoded:
+    # Segment ids matter only for sentence pairs. A single text gets all zeros, which BERT-style
+    # models assume anyway, while GPT-2 would add wte(0) to every position if given them (a GPT-2 with
+    # a BERT tokenizer, as in the tiny test models): pass them only when they say something.
+    if "token_type_ids" in encoded and bool(encoded["token_type_ids"].any()):
         inputs["token_type_ids"] = encoded["token_type_ids"]
     if position_ids:
         inputs["position_ids"] = (mask.long().cumsum(-1) - 1).clamp(min=0)  # [batch, pos]

@@ -178,3 +178,21 @@ def test_manifest_records_provenance(tiny_model, tmp_path):
             assert checksum_file(out / rel) == rec["xxh3_128"]
     assert json.loads((out / layout.MANIFEST).read_text()) == manifest
     assert any(f.startswith("documents/") for f in files)
+
+
+@pytest.mark.parametrize("family", ["gpt2", "bert"])
+def test_stored_embeddings_equal_the_model_run_on_the_text_alone(family, tiny_model, tmp_path):
+    """Segment ids of a single text are all zeros: BERT assumes them anyway, and GPT-2 must not get
+    them (it would add wte(0) to every position; the tiny GPT-2 uses a BERT tokenizer that emits them)."""
+    import torch
+
+    model = load_local(tiny_model(family))
+    docs = generate_corpus(3, 0)
+    run_extraction(model, tmp_path, docs, hooks=["resid_pre"], layers=[0])
+    stored = activations(tmp_path)
+    for doc in docs:
+        ids = model.tokenizer(doc.text, return_tensors="pt")["input_ids"]
+        with torch.no_grad():
+            hidden = model.model(input_ids=ids, output_hidden_states=True).hidden_states[0][0]  # [pos, d]
+        got = np.stack([stored[("resid_pre", 0, doc.doc_id, p)] for p in range(ids.shape[1])])
+        np.testing.assert_allclose(got, hidden.numpy(), atol=1e-5, rtol=0)

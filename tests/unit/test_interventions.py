@@ -33,8 +33,7 @@ def _one_pass(model, corrupted, clean, clean_cache, patch: Patch, metric):
     i = patch.prompt
     cols, clean_cols = real_columns(corrupted["attention_mask"])[i], real_columns(clean["attention_mask"])[i]
     n = len(cols)
-    # The prompt's real tokens only, default position ids. token_type_ids stay: the tiny models use a
-    # BERT tokenizer, which emits them, and GPT-2 adds wte(token_type_ids) to its embeddings.
+    # The prompt's real tokens only, default position ids (and segment ids only if the batch has them).
     inputs = {k: corrupted[k][i, cols][None] for k in ("input_ids", "token_type_ids") if k in corrupted}
     inputs["attention_mask"] = torch.ones_like(inputs["input_ids"])  # [1, n]
     pos = list(range(n)) if patch.positions is None else [p % n for p in patch.positions]
