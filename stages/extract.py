@@ -13,12 +13,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from cortexlens.config import Study
 from cortexlens.data.sources import open_dataset
 from cortexlens.errors import ConfigError
 from cortexlens.extraction.runner import extract
-from cortexlens.pipeline.dvcfile import StageSpec
-from cortexlens.pipeline.stage import Stage, StageContext, without_deps
+from cortexlens.pipeline.stage import Stage, StageContext, only_own_model_dirs
 from cortexlens.store import layout
 
 
@@ -56,28 +54,13 @@ def _remove_unlisted_datasets(model_dir: Path, datasets: list[str]) -> None:
             shutil.rmtree(path)
 
 
-def only_this_models_weights(spec: StageSpec, study: Study) -> StageSpec:
-    """A matrix cannot give one item a dependency the others lack, so dvc.yaml makes every
-    extract@<m> depend on the models the pipeline trains (data/models/toy). For the flow's graph and
-    cache keys, keep only the directory of this item's own model: extract@minilm need not wait for
-    train_toy (`dvc repro`, which runs stages one at a time, keeps the coarser dependency)."""
-    models_dir = study.models_dir.resolve()
-    own = Path(study.model_source(spec.item_values["model"]).location).resolve()
-
-    def foreign_model(dep: Path) -> bool:
-        dep = dep.resolve()
-        return models_dir in dep.parents and not (dep == own or dep in own.parents or own in dep.parents)
-
-    return without_deps(spec, foreign_model)
-
-
 def summary(metrics: dict[str, Any]) -> str:
     return "; ".join(f"extract {metrics['model']}/{name}: {m['documents']} documents, {m['tokens']} tokens, "
                      f"{m['activation_rows']} activation rows in {m['shards']} shard(s)"
                      for name, m in metrics["datasets"].items())
 
 
-STAGE = Stage("extract", run, require=("extract",), summary=summary, refine=only_this_models_weights)
+STAGE = Stage("extract", run, require=("extract",), summary=summary, refine=only_own_model_dirs)
 
 if __name__ == "__main__":
     STAGE.main()

@@ -62,6 +62,25 @@ class BuiltinCorpus(Strict):
     seed: int = 0
 
 
+class RepeatsDataset(Strict):
+    kind: Literal["repeats"]
+    n_docs: PositiveInt = 500
+    seed: int = 0
+    min_repeat: PositiveInt = 4
+    max_repeat: PositiveInt = 15
+    """Length in words of the repeated segment, drawn uniformly from [min_repeat, max_repeat]."""
+    length: PositiveInt = 31
+    """Words per document (31 + the toy model's <|bos|> fill its 32-token context)."""
+
+    @model_validator(mode="after")
+    def _two_copies(self) -> RepeatsDataset:
+        if self.min_repeat > self.max_repeat:
+            raise ValueError(f"min_repeat ({self.min_repeat}) must be <= max_repeat ({self.max_repeat})")
+        if 2 * self.max_repeat > self.length:
+            raise ValueError(f"length ({self.length}) must hold two copies of max_repeat ({self.max_repeat})")
+        return self
+
+
 class FileDataset(Strict):
     kind: Literal["text", "jsonl", "parquet"]
     path: str
@@ -82,7 +101,8 @@ class HuggingFaceDataset(Strict):
     n_docs: PositiveInt | None = 5000
 
 
-DatasetSpec = Annotated[BuiltinCorpus | FileDataset | HuggingFaceDataset, Field(discriminator="kind")]
+DatasetSpec = Annotated[BuiltinCorpus | RepeatsDataset | FileDataset | HuggingFaceDataset,
+                        Field(discriminator="kind")]
 
 
 class TrainToy(Strict):

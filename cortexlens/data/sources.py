@@ -15,8 +15,16 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from cortexlens.config.schema import BuiltinCorpus, DatasetSpec, FileDataset, HuggingFaceDataset, project_path
+from cortexlens.config.schema import (
+    BuiltinCorpus,
+    DatasetSpec,
+    FileDataset,
+    HuggingFaceDataset,
+    RepeatsDataset,
+    project_path,
+)
 from cortexlens.data.corpus import Document, generate_corpus
+from cortexlens.data.repeats import generate_repeats
 from cortexlens.errors import DatasetError
 
 
@@ -38,6 +46,10 @@ def open_dataset(name: str, spec: DatasetSpec, root: Path) -> DocumentSource:
     if isinstance(spec, BuiltinCorpus):
         return DocumentSource(name, spec.n_docs, f"builtin:n_docs={spec.n_docs}:seed={spec.seed}",
                               lambda: iter(generate_corpus(spec.n_docs, spec.seed)))
+    if isinstance(spec, RepeatsDataset):
+        settings = (spec.n_docs, spec.seed, spec.min_repeat, spec.max_repeat, spec.length)
+        return DocumentSource(name, spec.n_docs, "repeats:" + ":".join(map(str, settings)),
+                              lambda: iter(generate_repeats(*settings)))
     if isinstance(spec, FileDataset):
         return _open_file(name, spec, project_path(root, spec.path))
     if isinstance(spec, HuggingFaceDataset):

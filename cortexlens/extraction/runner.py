@@ -43,8 +43,9 @@ def chunks(items: Iterator[Document], size: int) -> Iterator[list[Document]]:
 
 def effective_max_length(model: HookedModel, settings: Extract) -> int:
     """`max_length`, capped at the model's context: a 32-position toy model cannot read 64 tokens."""
-    limit = model.context_length
-    return settings.max_length if limit is None else min(settings.max_length, limit)
+    from cortexlens.extraction.live import capped_length
+
+    return capped_length(model, settings.max_length)
 
 
 def plan_fingerprint(identity: ModelIdentity, source: DocumentSource, points: list[HookPoint],

@@ -166,3 +166,25 @@ def output_weights(o_proj: torch.nn.Module, family: Family,
     w_in_out = weight if family.o_proj_is_conv1d else weight.T  # [n_heads * d_head, d_model]
     w_o = w_in_out.reshape(dims.n_heads, dims.d_head, w_in_out.shape[-1])
     return w_o, getattr(o_proj, "bias", None)
+
+
+def mlp_activation(config: Any) -> str:
+    """The MLP nonlinearity's name as the config gives it (`gelu_new`, `silu`, `relu`, ...)."""
+    for key in ("hidden_activation", "hidden_act", "activation_function"):
+        value = getattr(config, key, None)
+        if isinstance(value, str):
+            return value
+    return "unknown"
+
+
+def is_relu(activation: str) -> bool:
+    """ReLU-family nonlinearities give exact zeros, so an inactive neuron is exactly 0."""
+    return activation in ("relu", "relu2", "relu6", "squared_relu", "reglu")
+
+
+def mlp_output_weights(down: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """W_out [d_mlp, d_model] and b_out [d_model] (or None) of an MLP's output projection (the module
+    whose input is mlp_post): GPT-2's Conv1D stores [d_in, d_out] already, nn.Linear [d_out, d_in]."""
+    weight = down.weight
+    w_out = weight if type(down).__name__ == "Conv1D" else weight.T  # [d_mlp, d_model]
+    return w_out, getattr(down, "bias", None)

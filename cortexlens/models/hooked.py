@@ -16,7 +16,16 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from cortexlens.models.families import Family, ModelDims, dims_of, family_of, hook_width, output_weights
+from cortexlens.models.families import (
+    Family,
+    ModelDims,
+    dims_of,
+    family_of,
+    hook_width,
+    mlp_activation,
+    mlp_output_weights,
+    output_weights,
+)
 from cortexlens.models.gradients import GradientCache, Metric, run_with_gradients
 from cortexlens.models.hooks import HookPoint
 
@@ -96,6 +105,17 @@ class HookedModel:
         assert self.family is not None and self.dims is not None
         o_proj = self.base.get_submodule(f"{self.family.block_path(layer)}.{self.family.o_proj}")
         return output_weights(o_proj, self.family, self.dims)
+
+    def mlp_output_weights(self, layer: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """W_out [d_mlp, d_model] and b_out [d_model] of block `layer`'s MLP: its output before any
+        post-norm is mlp_post @ W_out + b_out, so neuron i writes mlp_post[i] * W_out[i]."""
+        assert self.family is not None
+        return mlp_output_weights(self.base.get_submodule(self.family.site_path("mlp_post", layer)))
+
+    @property
+    def mlp_activation(self) -> str:
+        """The MLP nonlinearity (`relu`, `gelu_new`, `silu`, ...; gated MLPs: the gate's)."""
+        return mlp_activation(self.config)
 
     def final_norm(self) -> nn.Module | None:
         if self.family is None or self.family.final_norm is None:

@@ -23,15 +23,23 @@ ALIASES: dict[str, tuple[str, ...]] = {
 }
 # Class defaults (transformers 5) of keys that change hook widths or hook sets when omitted.
 DEFAULTS: dict[str, dict[str, Any]] = {
-    "gpt_neox": {"use_parallel_residual": True},
-    "gemma": {"head_dim": 256},
-    "gemma2": {"head_dim": 256},
-    "gemma3_text": {"head_dim": 256},
-    "qwen3": {"head_dim": 128},
+    "gpt2": {"activation_function": "gelu_new"},
+    "gpt_neox": {"use_parallel_residual": True, "hidden_act": "gelu"},
+    "llama": {"hidden_act": "silu"},
+    "qwen2": {"hidden_act": "silu"},
+    "qwen3": {"head_dim": 128, "hidden_act": "silu"},
+    "mistral": {"hidden_act": "silu"},
+    "gemma": {"head_dim": 256, "hidden_act": "gelu_pytorch_tanh"},
+    "gemma2": {"head_dim": 256, "hidden_activation": "gelu_pytorch_tanh"},
+    "gemma3_text": {"head_dim": 256, "hidden_activation": "gelu_pytorch_tanh"},
+    "bert": {"hidden_act": "gelu"},
+    "roberta": {"hidden_act": "gelu"},
+    "xlm-roberta": {"hidden_act": "gelu"},
 }
 # Read by dims_of / hooks_for with a fallback: absent means None, as on a PretrainedConfig without them.
 OPTIONAL = ("head_dim", "intermediate_size", "n_inner", "use_parallel_residual", "parallel_attn",
-            "max_position_embeddings", "architectures", "_commit_hash")
+            "max_position_embeddings", "architectures", "_commit_hash", "hidden_act", "hidden_activation",
+            "activation_function")
 
 
 class ModelConfig:

@@ -208,3 +208,19 @@ def _matches(spec: StageSpec, item: str | Mapping[str, Any] | None) -> bool:
 def without_deps(spec: StageSpec, drop: Callable[[Path], bool]) -> StageSpec:
     """`spec` without the deps `drop` selects (for a `refine` hook)."""
     return replace(spec, deps=tuple(dep for dep in spec.deps if not drop(dep)))
+
+
+def only_own_model_dirs(spec: StageSpec, study: Study) -> StageSpec:
+    """A `refine` for stages that fan out over `model`: a DVC matrix cannot give one item a dependency
+    the others lack, so dvc.yaml makes every `<stage>@<m>` depend on the models the pipeline trains
+    (`${paths.models}/toy`). For the flow's graph and cache keys, keep only this item's own model
+    directory: `extract@minilm` need not wait for `train_toy` (`dvc repro`, which runs stages one at a
+    time, keeps the coarser dependency)."""
+    models_dir = study.models_dir.resolve()
+    own = Path(study.model_source(spec.item_values["model"]).location).resolve()
+
+    def foreign_model(dep: Path) -> bool:
+        dep = dep.resolve()
+        return models_dir in dep.parents and not (dep == own or dep in own.parents or own in dep.parents)
+
+    return without_deps(spec, foreign_model)

@@ -55,6 +55,7 @@ class ActivationBatch:
     doc_id: np.ndarray  # [n] int64
     pos: np.ndarray  # [n] int32
     acts: dict[HookPoint, np.ndarray]  # point -> [n, width] float32
+    token_id: np.ndarray | None = None  # [n] int32 when the producer knows them (computed activations)
 
     def __len__(self) -> int:
         return len(self.doc_id)
@@ -70,11 +71,13 @@ class ActivationBatch:
     def slice(self, start: int, stop: int) -> ActivationBatch:
         """Rows [start, stop): views, no copy."""
         return ActivationBatch(self.doc_id[start:stop], self.pos[start:stop],
-                               {p: a[start:stop] for p, a in self.acts.items()})
+                               {p: a[start:stop] for p, a in self.acts.items()},
+                               None if self.token_id is None else self.token_id[start:stop])
 
     def take(self, index: np.ndarray) -> ActivationBatch:
         """Rows `index` (a copy)."""
-        return ActivationBatch(self.doc_id[index], self.pos[index], {p: a[index] for p, a in self.acts.items()})
+        return ActivationBatch(self.doc_id[index], self.pos[index], {p: a[index] for p, a in self.acts.items()},
+                               None if self.token_id is None else self.token_id[index])
 
 
 @dataclass(frozen=True)

@@ -100,6 +100,20 @@ class ResultWriter:
     def units_done(self) -> list[str]:
         return list(self._units)
 
+    def read(self, table: str) -> pa.Table | None:
+        """Every row of `table` written so far (by this run, a resumed one, or the complete results),
+        in unit order; None when no unit wrote it. For metrics and for units that feed later ones."""
+        import pyarrow.parquet as pq
+
+        if self.complete:
+            manifest = self.manifest or {}
+            files = list(manifest.get("tables", {}).get(table, {}).get("files", {}))
+        else:
+            files = [rel for entry in self._units.values() for rel in entry["tables"].get(table, {})]
+        if not files:
+            return None
+        return pa.concat_tables([pq.read_table(self.directory / rel) for rel in files], promote_options="default")
+
     # ------------------------------------------------------------------ writing
     def write_unit(self, unit: str, tables: Mapping[str, TableData]) -> None:
         """Publish every table of one unit atomically, then record the unit as done."""

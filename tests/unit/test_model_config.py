@@ -9,6 +9,7 @@ import transformers as T
 
 from cortexlens.config.schema import TrainToy
 from cortexlens.models.describe import ModelInfo, read_config
+from cortexlens.models.families import mlp_activation
 from cortexlens.models.model_config import DEFAULTS, ModelConfig
 from cortexlens.models.sources import ResolvedSource, minilm_dir
 from cortexlens.toy.config import toy_config_dict, toy_vocab_size
@@ -48,6 +49,7 @@ def test_defaults_of_omitted_keys_match_transformers(model_type):
     _same(ModelInfo("m", ours), ModelInfo("m", theirs))
     for key in DEFAULTS.get(model_type, {}):
         assert getattr(ours, key) == getattr(theirs, key), key
+    assert mlp_activation(ours) == mlp_activation(theirs)
 
 
 def test_toy_config_dict_is_the_trained_models_config(tmp_path):

@@ -68,6 +68,8 @@ def test_units_become_visible_only_with_the_manifest(tmp_path, with_plugin):
     assert [d[1] for d in con.execute("select * from scores").description][:3] == ["VARCHAR", "INTEGER", "DOUBLE"]
     assert manifest["tables"]["scores"]["rows"] == 4 and manifest["units"] == ["layer=0", "layer=1"]
     assert manifest["inputs"] == {"extract.m.d": "x"} and manifest["summary"] == {"best": 1}
+    assert writer.read("scores").column("layer").to_pylist() == [0, 0, 1, 1]  # what the units wrote
+    assert writer.read("other") is None
     assert not (store / "score" / layout.PROGRESS).exists()
 
 
@@ -85,6 +87,7 @@ def test_a_killed_run_resumes_without_redoing_or_duplicating_units(tmp_path, wit
     (directory / "scores" / ".layer=1.parquet.999.tmp").write_text("half-written by the killed run")
     resumed = _writer(directory)
     assert resumed.done("layer=0") and not resumed.done("layer=1")
+    assert resumed.read("scores").num_rows == 2  # a resumed run reads what the killed one wrote
     resumed.write_unit("layer=1", _unit(1))
     manifest = resumed.finish()
     assert manifest["tables"]["scores"]["rows"] == 4
