@@ -170,14 +170,30 @@ def _outcome(state: str, future: PrefectFuture | None) -> dict[str, Any]:
     """State, metrics and the task run's start and end times (as the Prefect API recorded them)."""
     if future is None:
         return {"state": state, "metrics": None, "start": None, "end": None}
+    metrics = future.result(raise_on_failure=False) if state in ("Completed", "Cached") else None
+    task_run = _task_run(future.task_run_id)
+    start = task_run.start_time if task_run is not None else None
+    end = task_run.end_time if task_run is not None else None
+    return {"state": state, "metrics": metrics, "start": start.timestamp() if start else None,
+            "end": end.timestamp() if end else None}
+
+
+def _task_run(task_run_id: Any, attempts: int = 10) -> Any:
+    """The task run from the API once it records a final state; None if it never shows (task runs
+    reach the server as events, a moment after the task ends)."""
     from prefect import get_client
+    from prefect.exceptions import ObjectNotFound
 
     with get_client(sync_client=True) as client:
-        task_run = client.read_task_run(future.task_run_id)
-    metrics = future.result(raise_on_failure=False) if state in ("Completed", "Cached") else None
-    return {"state": state, "metrics": metrics,
-            "start": task_run.start_time.timestamp() if task_run.start_time else None,
-            "end": task_run.end_time.timestamp() if task_run.end_time else None}
+        for attempt in range(attempts):
+            try:
+                task_run = client.read_task_run(task_run_id)
+                if (task_run.state is not None and task_run.state.is_final()) or attempt == attempts - 1:
+                    return task_run
+            except ObjectNotFound:
+                pass
+            time.sleep(0.5)
+    return None
 
 
 @flow(name="cortexlens", log_prints=True)

@@ -22,7 +22,7 @@ from cortexlens.models.hooks import HookPoint
 from cortexlens.pipeline.stage import Stage, StageContext, only_own_model_dirs
 from cortexlens.sparsity.activity import rule_for
 from cortexlens.sparsity.cett import CettThreshold
-from cortexlens.sparsity.measure import Row, measure_interventions, measure_layer
+from cortexlens.sparsity.measure import measure_interventions, measure_layer, rows_table
 from cortexlens.sparsity.plugin import dataset_of
 
 TABLE = "sparsity"
@@ -48,7 +48,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
             w_out = model.mlp_output_weights(layer)[0].detach().float()  # [d_mlp, d_model]
             batches = source.batches(HookPoint("mlp_post", layer))
             measured = measure_layer(layer, batches, source.token_ids, w_out, rule, section)
-            writer.write_unit(f"layer={layer}", {TABLE: _table(name, dataset, rule.label, measured.rows)})
+            writer.write_unit(f"layer={layer}", {TABLE: rows_table(name, dataset, rule.label, measured.rows)})
         thresholds[layer] = _thresholds(writer, layer)
         bar.update()
     bar.set_postfix_str("interventions")
@@ -56,29 +56,13 @@ def run(ctx: StageContext) -> dict[str, Any]:
         eval_inputs = encoded_batches(model, source.documents()[:section.eval_docs], extract.max_length,
                                       extract.padding_side, section.batch_size)
         rows = measure_interventions(model, eval_inputs, thresholds, section)
-        writer.write_unit("model", {TABLE: _table(name, dataset, rule.label, rows)})
+        writer.write_unit("model", {TABLE: rows_table(name, dataset, rule.label, rows)})
     bar.update()
     bar.close()
     kind = "store" if source.stored(HookPoint("mlp_post", layers[0])) else "model"
     metrics = _metrics(writer, name, dataset, kind, rule.label, section.cett_target)
     writer.finish(metrics)
     return metrics
-
-
-def _table(model: str, dataset: str, rule: str, rows: list[Row]) -> dict[str, list]:
-    return {"model": [model] * len(rows), "dataset": [dataset] * len(rows), "hook": ["mlp_post"] * len(rows),
-            "layer": [r[0] for r in rows], "metric": [r[1] for r in rows], "param": [r[2] for r in rows],
-            "value": [float(r[3]) for r in rows], "param_value": [_number(r[2]) for r in rows],
-            "rule": [rule] * len(rows)}
-
-
-def _number(param: str) -> float | None:
-    """The number in a param (`target=0.2`, `k=13`, `pos=4`, `q50` -> 0.5), for plotting; None for `mean`."""
-    if "=" in param:
-        return float(param.split("=", 1)[1])
-    if param.startswith("q") and param[1:].isdigit():
-        return int(param[1:]) / 100
-    return None
 
 
 def _thresholds(writer, layer: int) -> dict[float, CettThreshold]:

@@ -120,3 +120,20 @@ def _within(clean: RunCost, changed: RunCost, percent: float) -> bool:
     metric, value = cost_change(clean, changed)
     change = math.expm1(value) if metric == "loss_increase" else value
     return change <= percent / 100
+
+
+def rows_table(model: str, dataset: str, rule: str, rows: list[Row]) -> dict[str, list]:
+    """The `sparsity` table's columns for `rows` (what the stage writes per unit)."""
+    return {"model": [model] * len(rows), "dataset": [dataset] * len(rows), "hook": ["mlp_post"] * len(rows),
+            "layer": [r[0] for r in rows], "metric": [r[1] for r in rows], "param": [r[2] for r in rows],
+            "value": [float(r[3]) for r in rows], "param_value": [_number(r[2]) for r in rows],
+            "rule": [rule] * len(rows)}
+
+
+def _number(param: str) -> float | None:
+    """The number in a param (`target=0.2`, `k=13`, `pos=4`, `q50` -> 0.5), for plotting; None for `mean`."""
+    if "=" in param:
+        return float(param.split("=", 1)[1])
+    if param.startswith("q") and param[1:].isdigit():
+        return int(param[1:]) / 100
+    return None

@@ -93,6 +93,7 @@ def test_second_run_takes_every_task_from_the_cache_and_rebuilds_deleted_outputs
     proc = run_flow(prefect_server, params)
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert states(proc.stdout) == {"train_toy": "Cached", "extract@minilm": "Cached", "extract@toy": "Completed",
+                                   "sparsity@minilm": "Cached", "sparsity@toy": "Completed",
                                    **_report_state(proc.stdout)}, proc.stdout
     assert tables(directory) == before
 
@@ -137,8 +138,9 @@ def test_failed_stage_leaves_nothing_visible_and_the_next_run_resumes(prefect_se
 
     resumed = run_flow(prefect_server, params)
     assert resumed.returncode == 0, resumed.stderr[-4000:]
-    assert states(resumed.stdout) == {"train_toy": "Cached", "extract@minilm": "Cached",
-                                      "extract@toy": "Completed", **_report_state(resumed.stdout)}, resumed.stdout
+    assert states(resumed.stdout) == {"train_toy": "Cached", "extract@minilm": "Cached", "sparsity@minilm": "Cached",
+                                      "extract@toy": "Completed", "sparsity@toy": "Completed",
+                                      **_report_state(resumed.stdout)}, resumed.stdout
     assert {p: p.stat().st_mtime_ns for p in shard0} == stamps  # kept, not redone
     assert tables(tmp_path) == tables(flow_dir)
 

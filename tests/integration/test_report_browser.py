@@ -41,12 +41,38 @@ def report(tmp_path_factory, tiny_model):
     model = load_local(tiny_model("gpt2"), name="tiny")
     run_extraction(model, root / "store", generate_corpus(20, 0),
                    hooks=["resid_pre", "resid_post", "mlp_post"], layers="all")
+    _measure_sparsity(model, root / "store")
     toy = root / "train_toy.json"
     toy.write_text(json.dumps({"first_copy_accuracy": 0.002, "second_copy_accuracy": 0.95,
                                "chance_accuracy": 0.0015}))
     return build_report(study="browser-test", params={"study": "browser-test"}, store=root / "store",
                         queries=QUERIES, out_dir=root / "out", toy_metrics=toy, repository=REPO,
                         max_table_rows=10)
+
+
+def _measure_sparsity(model, store: Path) -> None:
+    """The sparsity stage's results for the tiny model, measured by the library, written as the stage does."""
+    from cortexlens.extraction.live import encoded_batches
+    from cortexlens.extraction.source import ActivationSource
+    from cortexlens.models.hooks import HookPoint
+    from cortexlens.sparsity.activity import rule_for
+    from cortexlens.sparsity.measure import measure_interventions, measure_layer, rows_table
+    from cortexlens.sparsity.plugin import SparsityParams
+    from cortexlens.store.results import ResultWriter
+
+    settings = SparsityParams(models=["tiny"], sample_tokens=256, eval_docs=8, sweep=[0.0, 0.2, 0.4], topk=[0.5])
+    source = ActivationSource(store, model, "corpus", lambda: iter(()), max_length=128)
+    rule = rule_for(model.mlp_activation, settings.threshold)
+    rows, thresholds = [], {}
+    for layer in range(model.dims.n_layers):
+        measured = measure_layer(layer, source.batches(HookPoint("mlp_post", layer)), source.token_ids,
+                                 model.mlp_output_weights(layer)[0].detach().float(), rule, settings)
+        rows += measured.rows
+        thresholds[layer] = measured.thresholds
+    rows += measure_interventions(model, encoded_batches(model, source.documents()[:8], 128), thresholds, settings)
+    writer = ResultWriter(store / "sparsity" / "tiny", stage="sparsity", item="tiny", fingerprint="browser-test")
+    writer.write_unit("all", {"sparsity": rows_table("tiny", "corpus", rule.label, rows)})
+    writer.finish()
 
 
 class Rendered(NamedTuple):
