@@ -70,7 +70,10 @@ def test_dvc_repro_and_the_flow_write_the_same_tables(flow_project, tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     ours, theirs = tables(flow_dir), tables(dvc_dir)
     assert all(len(rows) > 0 for rows in ours.values())
-    assert ours == theirs
+    # Equal keys and non-float values; floats within 1e-5: the flow runs independent stages at the same
+    # time, and BLAS may then split a product differently than in a stage running alone.
+    largest = assert_tables_close(ours, theirs, atol=1e-5)
+    print(f"largest float difference, dvc repro vs the flow: {largest:.2e}")
     assert metrics(flow_dir) == metrics(dvc_dir)
     weights = "data/models/toy/model.safetensors"
     assert (flow_dir / weights).read_bytes() == (dvc_dir / weights).read_bytes()
@@ -95,7 +98,7 @@ def test_second_run_takes_every_task_from_the_cache_and_rebuilds_deleted_outputs
     assert states(proc.stdout) == {"train_toy": "Cached", "extract@minilm": "Cached", "extract@toy": "Completed",
                                    "sparsity@minilm": "Cached", "sparsity@toy": "Completed",
                                    **_report_state(proc.stdout)}, proc.stdout
-    assert tables(directory) == before
+    assert_tables_close(tables(directory), before, atol=1e-5)
 
 
 def test_dask_local_cluster_gives_the_same_tables(prefect_server, flow_project, tmp_path):
@@ -142,7 +145,7 @@ def test_failed_stage_leaves_nothing_visible_and_the_next_run_resumes(prefect_se
                                       "extract@toy": "Completed", "sparsity@toy": "Completed",
                                       **_report_state(resumed.stdout)}, resumed.stdout
     assert {p: p.stat().st_mtime_ns for p in shard0} == stamps  # kept, not redone
-    assert tables(tmp_path) == tables(flow_dir)
+    assert_tables_close(tables(tmp_path), tables(flow_dir), atol=1e-5)
 
 
 def _report_state(output: str) -> dict[str, str]:
