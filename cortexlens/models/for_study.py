@@ -9,12 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import torch
-
 from cortexlens.errors import ConfigError
 from cortexlens.models.hooked import HookedModel
 from cortexlens.models.identity import ModelIdentity
 from cortexlens.models.loading import fingerprint, load_hooked_model, resolve_device
+from cortexlens.seeding import seeded
 
 if TYPE_CHECKING:  # cortexlens.config.study imports cortexlens.models.loading: no import at run time
     from cortexlens.config.study import Study
@@ -34,9 +33,9 @@ def load_for_study(study: Study, model_name: str) -> LoadedModel:
     spec = models[model_name]
     resolved = study.model_source(model_name)
     # Seeded before loading: weights a checkpoint lacks (a fresh head) are initialised reproducibly.
-    torch.manual_seed(study.params.seed)
-    model = load_hooked_model(model_name, resolved, resolve_device(study.params.device), spec.dtype,
-                              spec.attn_implementation)
+    with seeded(study.params.seed):  # weights a checkpoint lacks are initialised reproducibly
+        model = load_hooked_model(model_name, resolved, resolve_device(study.params.device), spec.dtype,
+                                  spec.attn_implementation)
     identity = ModelIdentity(model_name, spec.source, fingerprint(resolved, model.config), spec.dtype,
                              spec.attn_implementation)
     return LoadedModel(model, identity)

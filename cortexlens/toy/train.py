@@ -1,7 +1,7 @@
 """Train the toy induction model: a small GPT-2 on repeated random sequences (see `task.py`).
 
-Deterministic on CPU: weights are initialised under `torch.manual_seed(params.seed)` (inside
-`fork_rng`, so the caller's global RNG is untouched) and batches come from a local generator.
+Deterministic on CPU: weights are initialised under `seeding.seeded(params.seed)` (the global RNG,
+alone and restored afterwards) and batches come from a local generator.
 Training batches use the seed stream `2 * seed`, held-out evaluation `2 * seed + 1`: they never meet.
 """
 
@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 from transformers import GPT2LMHeadModel, PreTrainedTokenizerFast, get_cosine_schedule_with_warmup
 
 from cortexlens.config.schema import TrainToy
+from cortexlens.seeding import seeded
 from cortexlens.toy.evaluate import induction_accuracy
 from cortexlens.toy.model import toy_config, toy_vocab_size
 from cortexlens.toy.task import induction_batch
@@ -33,8 +34,7 @@ def eval_seed(params: TrainToy) -> int:
 
 def init_model(params: TrainToy) -> GPT2LMHeadModel:
     config = toy_config(params, toy_vocab_size())
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(params.seed)
+    with seeded(params.seed):  # global RNG: alone, so a stage loading a model in another thread cannot reseed it
         return GPT2LMHeadModel(config)
 
 
