@@ -31,7 +31,13 @@ def _data_path(loc: tuple, data: Any) -> list[Any]:
     """Keep the loc entries that index the user's data; drop union-branch labels."""
     parts: list[Any] = []
     node = data
+    tag_skipped: set[int] = set()  # mappings whose union-branch tag (their `kind`) was already dropped
     for item in loc:
+        # A discriminated union puts the branch's tag (`repeats`) in the location before the field;
+        # drop it once per mapping (a field may share the tag's name: `concepts` of kind concepts).
+        if isinstance(node, dict) and node.get("kind") == item and id(node) not in tag_skipped:
+            tag_skipped.add(id(node))
+            continue
         if isinstance(node, dict) and item in node or isinstance(node, list) and isinstance(item, int) and item < len(node):
             parts.append(item)
             node = node[item]

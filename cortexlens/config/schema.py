@@ -11,7 +11,17 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from cortexlens.data.concepts import CONCEPTS, max_n_per_concept  # pure Python: word lists, no torch
 
 DType = Literal["float32", "float16", "bfloat16"]
 StoreDType = Literal["float32", "float16"]
@@ -81,6 +91,44 @@ class RepeatsDataset(Strict):
         return self
 
 
+def _known_concept(name: str) -> str:
+    if name not in CONCEPTS:
+        raise ValueError(f"unknown concept {name!r} (built in: {', '.join(CONCEPTS)})")
+    return name
+
+
+class ConceptsDataset(Strict):
+    """Built-in binary concepts for layer-wise probing (`cortexlens.data.concepts`): short sentences
+    labelled `concept`, `label` (the class), `group` (the lexical item folds are grouped by) and `tier`."""
+
+    kind: Literal["concepts"]
+    concepts: list[Annotated[str, AfterValidator(_known_concept)]] = Field(
+        default_factory=lambda: list(CONCEPTS), min_length=1)
+    """Concept names; default: every built-in concept."""
+    n_per_concept: PositiveInt = 400
+    """Sentences per concept, half of each class: even, and >= 40 so 5 grouped folds hold both classes."""
+    seed: int = 0
+
+    @field_validator("concepts")
+    @classmethod
+    def _distinct(cls, v: list[str]) -> list[str]:
+        twice = [name for i, name in enumerate(v) if name in v[:i]]
+        if twice:
+            raise ValueError(f"concept {twice[0]!r} is listed twice")
+        return v
+
+    @field_validator("n_per_concept")
+    @classmethod
+    def _even(cls, v: int, info: ValidationInfo) -> int:
+        if v < 40 or v % 2:
+            raise ValueError(f"must be even and >= 40 (half per class), got {v}")
+        for name in info.data.get("concepts", []):
+            if v > max_n_per_concept(name):
+                raise ValueError(f"{v} is more than concept {name!r} has distinct sentences for "
+                                 f"(at most {max_n_per_concept(name)})")
+        return v
+
+
 class FileDataset(Strict):
     kind: Literal["text", "jsonl", "parquet"]
     path: str
@@ -101,7 +149,7 @@ class HuggingFaceDataset(Strict):
     n_docs: PositiveInt | None = 5000
 
 
-DatasetSpec = Annotated[BuiltinCorpus | RepeatsDataset | FileDataset | HuggingFaceDataset,
+DatasetSpec = Annotated[BuiltinCorpus | RepeatsDataset | ConceptsDataset | FileDataset | HuggingFaceDataset,
                         Field(discriminator="kind")]
 
 

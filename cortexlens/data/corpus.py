@@ -28,6 +28,8 @@ Labels (all strings, decided by the grammar's own choices, never parsed back fro
     relative     yes | no                          (a relative clause on the subject)
     place, time  yes | no                          (a place / time phrase anywhere in the sentence)
     length       short (<= 10 words) | medium (11-18) | long (>= 19); punctuation is not a word
+    subject_lemma  the main-clause subject's lexical item, whatever its number (`dog`, `she`, `Anna`)
+    verb_lemma     the main-clause verb's lexical item (`chase`, `look at`, `be`)
 
 Sentences hold 5 to 30 words; duplicates are redrawn. Each document's draws depend only on the
 `random.Random(seed)` state left by the previous one, so `generate_corpus(n, s)[:m] == generate_corpus(m, s)`.
@@ -208,22 +210,24 @@ def _noun_phrase(rng: random.Random, noun: str, plural: bool, adjective: str | N
     return body if det == "_" else [det, *body]
 
 
-def _subject(rng: random.Random, topic: Topic, plural: bool) -> tuple[list[str], str, str]:
-    """(words, agreement, kind); agreement is `1sg`, `3sg` or `pl` and decides every verb form."""
+def _subject(rng: random.Random, topic: Topic, plural: bool) -> tuple[list[str], str, str, str]:
+    """(words, agreement, kind, lemma); agreement is `1sg`, `3sg` or `pl` and decides every verb form;
+    lemma is the subject's lexical item whatever its number (`dog` for "the dogs", the first name)."""
     kinds = ["noun"] * 5 + ["pronoun"] * 3 + (["name"] * 2 if topic.people else [])
     kind = rng.choice(kinds)
     if kind == "name":
         first = _pick(rng, NAMES)
         if not plural:
-            return [first], "3sg", kind
+            return [first], "3sg", kind, first
         second = rng.choice([n for n in NAMES.split() if n != first])
-        return [first, "and", second], "pl", kind
+        return [first, "and", second], "pl", kind, first
     if kind == "pronoun":
         number_fits = [p for p in topic.pronouns.split() if (p in ("we", "they")) == plural]
         pronoun = rng.choice(number_fits)
-        return [pronoun], {"I": "1sg", "we": "pl", "they": "pl"}.get(pronoun, "3sg"), kind
+        return [pronoun], {"I": "1sg", "we": "pl", "they": "pl"}.get(pronoun, "3sg"), kind, pronoun
     adjective = _pick(rng, topic.adjectives) if rng.random() < 0.3 else None
-    return _noun_phrase(rng, _pick(rng, topic.agents), plural, adjective), ("pl" if plural else "3sg"), kind
+    noun = _pick(rng, topic.agents)
+    return _noun_phrase(rng, noun, plural, adjective), ("pl" if plural else "3sg"), kind, noun.split("/")[0]
 
 
 def _be(tense: str, agreement: str) -> str:
@@ -294,7 +298,7 @@ def _plain_clause(rng: random.Random, s: _Sentence, agreement: str, p_place: flo
 
 def _main_clause(rng: random.Random, s: _Sentence, question: bool) -> list[str]:
     plural, negated = rng.random() < 0.5, rng.random() < 0.4
-    subject, agreement, subject_kind = _subject(rng, TOPICS[s.topic], plural)
+    subject, agreement, subject_kind, subject_lemma = _subject(rng, TOPICS[s.topic], plural)
     relative = subject_kind == "noun" and rng.random() < 0.25
     if relative:
         subject = [*subject, "that", *_plain_clause(rng, s, agreement, 0.15)]
@@ -310,7 +314,7 @@ def _main_clause(rng: random.Random, s: _Sentence, question: bool) -> list[str]:
         person="first" if subject[0] in ("I", "we") else "third",
         subject=subject_kind, negation="yes" if negated else "no",
         type="question" if question else "statement", wh=wh, verb=kind,
-        relative="yes" if relative else "no")
+        relative="yes" if relative else "no", subject_lemma=subject_lemma, verb_lemma=forms[0])
     if question:
         words = [*([wh] if wh != "none" else []), head, *subject, *after, *rest]
     else:
@@ -328,7 +332,7 @@ def _draw(rng: random.Random) -> _Sentence:
         # Questions take only "because": "did the dog bark, and the cat slept?" is not English.
         # "while" with a future main clause needs a present-tense subordinate clause, so it is left out.
         conj = "because" if question else rng.choice([c for c in CONJUNCTIONS if c != "while" or s.tense != "future"])
-        second, agreement, _ = _subject(rng, TOPICS[s.topic], rng.random() < 0.5)
+        second, agreement, _, _ = _subject(rng, TOPICS[s.topic], rng.random() < 0.5)
         words += [*([","] if conj in ("and", "but", "so") else []), conj, *second,
                   *_plain_clause(rng, s, agreement, 0.2)]
     if not question and not s.time and rng.random() < 0.15:
@@ -345,6 +349,11 @@ def _draw(rng: random.Random) -> _Sentence:
 def _render(words: list[str]) -> str:
     text = re.sub(r" ([,.?])", r"\1", " ".join(words))
     return text[0].upper() + text[1:]
+
+
+# Bumped whenever the generator's texts or labels change: part of the dataset fingerprint, so a store
+# extracted by an older generator is extracted again rather than read with stale labels.
+CORPUS_VERSION = 2
 
 
 def generate_corpus(n_docs: int, seed: int) -> list[Document]:

@@ -1,4 +1,4 @@
-"""Document sources named in params.yaml `datasets`: the built-in corpus, user files, hub datasets.
+"""Document sources named in params.yaml `datasets`: built-in corpora and concepts, user files, hub datasets.
 
 Every source is sized and validated when opened (so a bad file fails before any shard is written)
 and then streamed document by document: memory does not grow with corpus size.
@@ -17,13 +17,15 @@ import pyarrow.parquet as pq
 
 from cortexlens.config.schema import (
     BuiltinCorpus,
+    ConceptsDataset,
     DatasetSpec,
     FileDataset,
     HuggingFaceDataset,
     RepeatsDataset,
     project_path,
 )
-from cortexlens.data.corpus import Document, generate_corpus
+from cortexlens.data.concepts import CONCEPTS_VERSION, generate_concepts
+from cortexlens.data.corpus import CORPUS_VERSION, Document, generate_corpus
 from cortexlens.data.repeats import generate_repeats
 from cortexlens.errors import DatasetError
 
@@ -44,12 +46,16 @@ class DocumentSource:
 
 def open_dataset(name: str, spec: DatasetSpec, root: Path) -> DocumentSource:
     if isinstance(spec, BuiltinCorpus):
-        return DocumentSource(name, spec.n_docs, f"builtin:n_docs={spec.n_docs}:seed={spec.seed}",
+        return DocumentSource(name, spec.n_docs, f"builtin/{CORPUS_VERSION}:n_docs={spec.n_docs}:seed={spec.seed}",
                               lambda: iter(generate_corpus(spec.n_docs, spec.seed)))
     if isinstance(spec, RepeatsDataset):
         settings = (spec.n_docs, spec.seed, spec.min_repeat, spec.max_repeat, spec.length)
         return DocumentSource(name, spec.n_docs, "repeats:" + ":".join(map(str, settings)),
                               lambda: iter(generate_repeats(*settings)))
+    if isinstance(spec, ConceptsDataset):
+        names, n, seed = list(spec.concepts), spec.n_per_concept, spec.seed
+        return DocumentSource(name, len(names) * n, f"concepts/{CONCEPTS_VERSION}:{','.join(names)}:{n}:{seed}",
+                              lambda: iter(generate_concepts(names, n, seed)))
     if isinstance(spec, FileDataset):
         return _open_file(name, spec, project_path(root, spec.path))
     if isinstance(spec, HuggingFaceDataset):

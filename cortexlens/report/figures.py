@@ -105,7 +105,12 @@ def _line(fig: Figure, ax: Any, chart: Chart, rows: list[dict[str, Any]]) -> Non
         if numeric_x:  # draw in x order whatever order the query returned
             records = sorted(records, key=lambda r: _number(r[chart.x]))
         xs = [_number(r[chart.x]) if numeric_x else str(r[chart.x]) for r in records]
-        ax.plot(xs, [_number(r[chart.y]) for r in records], marker="o", markersize=3, label=str(name))
+        ys = [_number(r[chart.y]) for r in records]
+        (line,) = ax.plot(xs, ys, marker="o", markersize=3, label=str(name))
+        if chart.err:  # y +- err: a band in the line's colour
+            errs = [_number(r[chart.err]) for r in records]
+            ax.fill_between(xs, [y - e for y, e in zip(ys, errs, strict=True)],
+                            [y + e for y, e in zip(ys, errs, strict=True)], color=line.get_color(), alpha=0.2)
     if numeric_x and all(float(v).is_integer() for v in (_number(r[chart.x]) for r in rows) if not math.isnan(v)):
         ax.xaxis.get_major_locator().set_params(integer=True)  # layers and positions are whole numbers
     _labels(ax, chart.x, chart.y)

@@ -27,9 +27,10 @@ ChartKind = Literal["line", "bar", "heatmap", "table"]
 Column = str
 
 # Which options each kind needs and accepts. `series` splits lines/bars by a column's values;
-# `facet` draws one panel per value of a column; heatmaps colour `value` over the x-y grid.
+# `facet` draws one panel per value of a column; heatmaps colour `value` over the x-y grid; `err` shades
+# y +- that column around each line (fold intervals).
 REQUIRED: dict[str, set[str]] = {"line": {"x", "y"}, "bar": {"x", "y"}, "heatmap": {"x", "y", "value"}, "table": set()}
-ALLOWED: dict[str, set[str]] = {"line": {"x", "y", "series", "facet"}, "bar": {"x", "y", "series", "facet"},
+ALLOWED: dict[str, set[str]] = {"line": {"x", "y", "series", "facet", "err"}, "bar": {"x", "y", "series", "facet"},
                                 "heatmap": {"x", "y", "value", "facet"}, "table": set()}
 
 
@@ -42,10 +43,11 @@ class Chart(BaseModel):
     value: Column | None = Field(None, pattern=COLUMN)
     series: Column | None = Field(None, pattern=COLUMN)
     facet: Column | None = Field(None, pattern=COLUMN)
+    err: Column | None = Field(None, pattern=COLUMN)
 
     @model_validator(mode="after")
     def _options_fit_kind(self) -> Chart:
-        given = {name for name in ("x", "y", "value", "series", "facet") if getattr(self, name)}
+        given = {name for name in ("x", "y", "value", "series", "facet", "err") if getattr(self, name)}
         missing = sorted(REQUIRED[self.kind] - given)
         if missing:
             raise ValueError(f"{self.kind} needs " + " ".join(f"{m}=<column>" for m in missing))
@@ -61,7 +63,7 @@ class Chart(BaseModel):
 
     def columns(self) -> list[str]:
         """The result columns this chart reads, in option order."""
-        return [c for c in (self.x, self.y, self.value, self.series, self.facet) if c]
+        return [c for c in (self.x, self.y, self.value, self.series, self.facet, self.err) if c]
 
 
 class QuerySpec(BaseModel):
@@ -146,7 +148,7 @@ def _first_problem(path: Path, err: ValidationError) -> str:
     if kind == "string_too_short":
         return f"{path}: {key}: empty"
     if kind == "extra_forbidden" and key == "chart" and len(loc) > 1:
-        return f"{path}: chart: unknown option {loc[1]!r} (options: x, y, value, series, facet)"
+        return f"{path}: chart: unknown option {loc[1]!r} (options: x, y, value, series, facet, err)"
     if key == "chart" and len(loc) > 1 and loc[1] == "kind":
         kinds = ", ".join(REQUIRED)
         return f"{path}: chart: unknown kind {problem['input']!r} (allowed: {kinds})"

@@ -28,7 +28,14 @@ import pyarrow as pa
 
 from cortexlens.errors import StoreError
 from cortexlens.store import layout
-from cortexlens.store.atomic import CHECKSUM, remove_temporaries, write_json
+from cortexlens.store.atomic import (
+    CHECKSUM,
+    commit,
+    new_checksum,
+    remove_temporaries,
+    temporary_path,
+    write_json,
+)
 from cortexlens.store.shards import ShardFile
 from cortexlens.store.views import ResultView
 
@@ -85,7 +92,8 @@ class ResultWriter:
         return {}
 
     def _files_intact(self, record: dict[str, Any]) -> bool:
-        return all((self.directory / rel).is_file() for files in record["tables"].values() for rel in files)
+        tables = all((self.directory / rel).is_file() for files in record["tables"].values() for rel in files)
+        return tables and all((self.directory / rel).is_file() for rel in record.get("files", {}))
 
     @property
     def manifest(self) -> dict[str, Any] | None:
@@ -115,8 +123,11 @@ class ResultWriter:
         return pa.concat_tables([pq.read_table(self.directory / rel) for rel in files], promote_options="default")
 
     # ------------------------------------------------------------------ writing
-    def write_unit(self, unit: str, tables: Mapping[str, TableData]) -> None:
-        """Publish every table of one unit atomically, then record the unit as done."""
+    def write_unit(self, unit: str, tables: Mapping[str, TableData],
+                   extra_files: Mapping[str, bytes] | None = None) -> None:
+        """Publish every table of one unit (and `extra_files`: relative name -> bytes, e.g. weights)
+        atomically, then record the unit as done. A unit that fails part-way is not recorded: a re-run
+        writes it again, and nothing of it is listed in the manifest."""
         if self.complete:
             raise StoreError(f"{self.directory}: results are complete; nothing more can be written")
         if not _UNIT.match(unit):
@@ -133,13 +144,26 @@ class ResultWriter:
                     shard.append(batch)
                 record = shard.close()
                 files[name] = {record.path: {"rows": record.rows, CHECKSUM: record.checksum}}
+            artifacts = {rel: self._write_file(rel, data) for rel, data in (extra_files or {}).items()}
         except BaseException:
             for shard in written:
                 shard.abort()
             raise
-        entry = {"unit": unit, "tables": files}
+        entry = {"unit": unit, "tables": files, "files": artifacts}
         write_json(self._progress / f"unit-{unit}.json", entry)
         self._units[unit] = entry
+
+    def _write_file(self, relative: str, data: bytes) -> dict[str, Any]:
+        if relative.startswith(("/", ".")) or ".." in Path(relative).parts or relative.split("/")[0] == layout.PROGRESS:
+            raise ValueError(f"file name {relative!r} must be relative, inside the results directory")
+        final = self.directory / relative
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = temporary_path(final)
+        tmp.write_bytes(data)
+        commit(tmp, final)
+        digest = new_checksum()
+        digest.update(data)
+        return {"bytes": len(data), CHECKSUM: digest.hexdigest()}
 
     def _checked(self, name: str, data: TableData) -> pa.Table:
         if not re.match(r"^[a-z][a-z0-9_]*$", name):
@@ -160,14 +184,17 @@ class ResultWriter:
             assert manifest is not None
             return manifest
         tables: dict[str, dict[str, Any]] = {}
+        artifacts: dict[str, dict[str, Any]] = {}
         for entry in self._units.values():
             for name, files in entry["tables"].items():
                 table = tables.setdefault(name, {"rows": 0, "files": {}})
                 table["files"].update(files)
                 table["rows"] += sum(f["rows"] for f in files.values())
+            artifacts.update(entry.get("files", {}))
         manifest = {
             "format": FORMAT, "stage": self.stage, "item": self.item, "fingerprint": self.fingerprint,
-            "params": self.params, "inputs": self.inputs, "tables": tables, "units": list(self._units),
+            "params": self.params, "inputs": self.inputs, "tables": tables, "files": artifacts,
+            "units": list(self._units),
             "summary": dict(summary or {}), "versions": _versions(),
             "seconds": round(time.perf_counter() - self._started, 3),
         }

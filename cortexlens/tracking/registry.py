@@ -11,7 +11,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cortexlens.tracking.run import NullRun, TrackedRun, fluent_uris
 
@@ -39,15 +39,22 @@ def register_toy(study: Study, model_dir: Path, run: NullRun) -> str | None:
 
 
 def register_gpt2(model_dir: Path, run: TrackedRun, name: str, alias: str) -> str:
-    import mlflow
-
     with tempfile.TemporaryDirectory(prefix="cortexlens-model-") as tmp:
         artifacts = _artifacts(model_dir, Path(tmp))
-        # log_model reads the process-wide URIs and the thread's active run: set both for this block.
-        with fluent_uris(run.target), mlflow.start_run(run_id=run.run_id):
-            info = mlflow.pyfunc.log_model(
-                name="toy", python_model=str(CODE), artifacts=artifacts, input_example=EXAMPLE,
-                pip_requirements=_requirements(), registered_model_name=name)
+        return register_pyfunc(run, name, alias, "toy", CODE, artifacts, EXAMPLE, _requirements())
+
+
+def register_pyfunc(run: TrackedRun, name: str, alias: str, artifact_name: str, code: Path,
+                    artifacts: dict[str, str], input_example: Any, requirements: list[str]) -> str:
+    """Log a models-from-code pyfunc in `run`, register it as `name` and point `alias` at the new
+    version; returns `models:/<name>/<version>`."""
+    import mlflow
+
+    # log_model reads the process-wide URIs and the thread's active run: set both for this block.
+    with fluent_uris(run.target), mlflow.start_run(run_id=run.run_id):
+        info = mlflow.pyfunc.log_model(
+            name=artifact_name, python_model=str(code), artifacts=artifacts, input_example=input_example,
+            pip_requirements=requirements, registered_model_name=name)
     version = str(info.registered_model_version)
     run.client.set_registered_model_alias(name, alias, version)
     run.set_tags({"cortexlens.registered_model": f"{name}/{version}"})

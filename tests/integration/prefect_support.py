@@ -81,7 +81,9 @@ def small_params(**overrides) -> dict:
                       "steps": 30, "batch_size": 16, "eval_sequences": 32},
         "extract": {"models": ["minilm", "toy"], "datasets": ["corpus"], "hooks": ["resid_post", "mlp_post"],
                     "layers": [0, -1], "batch_size": 8, "shard_rows": 64},
-        # dvc.yaml's analysis stages interpolate their sections (a matrix over `[]` runs nothing).
+        # dvc.yaml's analysis stages interpolate their sections (a matrix over `[]` runs nothing): the
+        # probes have their own tests (tests/unit/test_probes.py), sparsity runs here.
+        "probe": {"models": []},
         "sparsity": {"models": ["minilm", "toy"], "sample_tokens": 256, "eval_docs": 16, "sweep": [0.0, 0.2],
                      "topk": [0.25]},
     }

@@ -42,6 +42,7 @@ def report(tmp_path_factory, tiny_model):
     run_extraction(model, root / "store", generate_corpus(20, 0),
                    hooks=["resid_pre", "resid_post", "mlp_post"], layers="all")
     _measure_sparsity(model, root / "store")
+    _probe_tense(model, root / "store")
     toy = root / "train_toy.json"
     toy.write_text(json.dumps({"first_copy_accuracy": 0.002, "second_copy_accuracy": 0.95,
                                "chance_accuracy": 0.0015}))
@@ -72,6 +73,33 @@ def _measure_sparsity(model, store: Path) -> None:
     rows += measure_interventions(model, encoded_batches(model, source.documents()[:8], 128), thresholds, settings)
     writer = ResultWriter(store / "sparsity" / "tiny", stage="sparsity", item="tiny", fingerprint="browser-test")
     writer.write_unit("all", {"sparsity": rows_table("tiny", "corpus", rule.label, rows)})
+    writer.finish()
+
+
+def _probe_tense(model, store: Path) -> None:
+    """The probe stage's results for the corpus's tense, fit by the library, written as the stage does."""
+    import numpy as np
+
+    from cortexlens.probes.concepts import Concept
+    from cortexlens.probes.run import ProbeJob, ProbeSettings, fit_jobs, select_examples
+    from cortexlens.probes.tables import depth_rows, probe_rows
+    from cortexlens.store.documents import read_documents
+    from cortexlens.store.reader import read_pooled
+    from cortexlens.store.results import ResultWriter
+
+    concept = Concept("tense", "corpus", "tense", "verb_lemma", {}, "corpus")
+    docs = read_documents(store, "tiny", "corpus")
+    rows, y, groups = select_examples([d.labels for d in docs], "tense", "verb_lemma", {}, 400, seed=0)
+    jobs = []
+    for layer in range(model.dims.n_layers):
+        pooled = read_pooled(store, "tiny", "corpus", "resid_post", layer, "mean")
+        X = pooled.X[np.searchsorted(pooled.doc_ids, [docs[r].doc_id for r in rows])]
+        jobs.append(ProbeJob("resid_post", layer, "mean", X, y, groups))
+    outcomes = fit_jobs(jobs, ProbeSettings((0.1, 1.0), 2, 2, True, 0))
+    writer = ResultWriter(store / "probe" / "tiny", stage="probe", item="tiny", fingerprint="browser-test")
+    n = model.dims.n_layers
+    writer.write_unit("concept=tense", {"probes": probe_rows("tiny", concept, outcomes, n),
+                                        "concept_depth": depth_rows("tiny", concept, outcomes, n, 0.9)})
     writer.finish()
 
 

@@ -151,7 +151,7 @@ def test_lineage_tags_identify_code_params_and_inputs(project):
     tags = runs["extract@toy"].data.tags
     assert tags["input.models.toy"] == manifest["model"]["revision"]
     assert tags["input.models.toy"].startswith("sha256:")
-    assert tags["input.datasets.corpus"] == manifest["dataset"]["fingerprint"] == "builtin:n_docs=20:seed=0"
+    assert tags["input.datasets.corpus"] == manifest["dataset"]["fingerprint"] == "builtin/2:n_docs=20:seed=0"
     assert tags["manifest.corpus"] == manifest["fingerprint"]
     client = project["client"]
     logged = client.download_artifacts(runs["extract@toy"].info.run_id, "manifests/corpus.json")
@@ -308,7 +308,12 @@ def test_demo_database_has_a_run_per_stage_and_a_loadable_model(monkeypatch):
     newest = {}
     for run in runs:
         newest.setdefault(run.info.run_name, run)
-    stages = {"train_toy", "report", *(f"extract@{m}" for m in study.params.extract.models)}
+    # Every stage instance dvc.yaml declares for this study ran and finished.
+    from cortexlens.pipeline.dvcfile import load_stage_specs
+
+    stages = set(load_stage_specs(study.params.model_dump(mode="json"), study.root,
+                                  Path(__file__).resolve().parents[2] / "dvc.yaml"))
+    assert {"train_toy", "extract@minilm", "probe@toy", "sparsity@minilm", "report"} <= stages
     assert set(newest) == stages
     assert {name: run.info.status for name, run in newest.items()} == dict.fromkeys(stages, "FINISHED")
     name, alias = f"{study.params.study}-toy", study.params.tracking.alias

@@ -64,9 +64,12 @@ def test_prefix_property(corpus):
     assert generate_corpus(137, seed=0) == corpus[:137]
 
 
+LEXICAL = {"subject_lemma", "verb_lemma"}  # lexical items: the groups probes are cross-validated over
+
+
 def test_every_label_and_value_occurs(corpus):
     for doc in corpus:
-        assert set(doc.labels) == set(EXPECTED_VALUES)
+        assert set(doc.labels) == set(EXPECTED_VALUES) | LEXICAL
     for key, values in EXPECTED_VALUES.items():
         seen = Counter(d.labels[key] for d in corpus)
         assert set(seen) == values, key
@@ -156,3 +159,17 @@ def test_questions_invert_the_auxiliary(corpus):
         assert head in auxiliaries, doc
         if doc.labels["wh"] != "none":
             assert toks[0] == doc.labels["wh"]
+
+
+def test_lexical_items_are_labelled_independently_of_number_and_tense(corpus):
+    """Grouping by lemma must not give away the label a probe learns: most lemmas take both numbers
+    (nouns) and every tense (verbs)."""
+    by_verb, by_noun = {}, {}
+    for d in corpus:
+        by_verb.setdefault(d.labels["verb_lemma"], set()).add(d.labels["tense"])
+        if d.labels["subject"] == "noun":
+            by_noun.setdefault(d.labels["subject_lemma"], set()).add(d.labels["number"])
+    assert len(by_verb) >= 40 and len(by_noun) >= 40
+    assert sum(len(t) == 3 for t in by_verb.values()) >= 0.8 * len(by_verb)
+    assert sum(len(n) == 2 for n in by_noun.values()) >= 0.8 * len(by_noun)
+    assert "be" in by_verb  # the copula is a verb lemma like any other

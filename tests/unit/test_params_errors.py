@@ -13,7 +13,8 @@ from cortexlens.cli import main as cli_main
 from tests.tiny_models import save_tiny_model
 
 ROOT = Path(__file__).resolve().parents[2]
-ALLOWED_TOP = "study, seed, device, paths, models, datasets, train_toy, extract, tracking, report, flow, sparsity"
+ALLOWED_TOP = ("study, seed, device, paths, models, datasets, train_toy, extract, tracking, report, flow, probe, "
+               "sparsity")
 ALLOWED_EXTRACT = ("models, datasets, hooks, layers, batch_size, max_length, padding_side, store_dtype, "
                    "shard_rows, row_group_rows, pooling, compression")
 HOOKS = "resid_pre, attn_z, attn_out, resid_mid, mlp_in, mlp_pre, mlp_post, mlp_out, resid_post"
@@ -75,7 +76,7 @@ CASES = [
                                                       "hooks": ["module:transformer.h.7.mlp"]}),
      "extract.hooks[0]: toy has no module 'transformer.h.7.mlp'"),
     ("unknown dataset kind", _with("datasets.corpus", {"kind": "csv"}),
-     "datasets.corpus.kind: unknown kind 'csv' (allowed: 'builtin', 'repeats', 'text', 'jsonl', 'parquet', 'huggingface')"),
+     "datasets.corpus.kind: unknown kind 'csv' (allowed: 'builtin', 'repeats', 'concepts', 'text', 'jsonl', 'parquet', 'huggingface')"),
     ("dataset file missing", _with("datasets.corpus", {"kind": "text", "path": "data/missing.txt"}),
      "datasets.corpus.path: file not found: data/missing.txt"),
     ("bad device", _with("device", "gpu"), "device: expected auto, cpu, cuda, cuda:N or mps, got 'gpu'"),

@@ -188,8 +188,8 @@ def _params(tmp_path: Path, **sparsity) -> Path:
     ({"ppl_percent": 0}, ["sparsity.ppl_percent: must be > 0.0, got 0"]),
     ({"models": ["toy", "nope"]}, ["sparsity.models[1]: 'nope' is not in extract.models (minilm, toy)"]),
     ({"models": ["minilm"]}, ["sparsity.datasets.toy: 'toy' is not in sparsity.models"]),
-    ({"datasets": {"toy": "nope"}}, [("sparsity.datasets.toy: unknown dataset 'nope' (defined in datasets: corpus, "
-                                     "repeats)")]),
+    ({"datasets": {"toy": "nope"}}, [("sparsity.datasets.toy: unknown dataset 'nope' (defined in datasets: concepts, "
+                                     "corpus, repeats)")]),
 ])
 def test_bad_params_are_one_line_naming_the_key(tmp_path, change, lines):
     with pytest.raises(ConfigError) as err:
