@@ -72,6 +72,11 @@ class BuiltinCorpus(Strict):
     seed: int = 0
 
 
+def _check_repeat_range(min_repeat: int, max_repeat: int) -> None:
+    if min_repeat > max_repeat:
+        raise ValueError(f"min_repeat ({min_repeat}) must be <= max_repeat ({max_repeat})")
+
+
 class RepeatsDataset(Strict):
     kind: Literal["repeats"]
     n_docs: PositiveInt = 500
@@ -84,8 +89,7 @@ class RepeatsDataset(Strict):
 
     @model_validator(mode="after")
     def _two_copies(self) -> RepeatsDataset:
-        if self.min_repeat > self.max_repeat:
-            raise ValueError(f"min_repeat ({self.min_repeat}) must be <= max_repeat ({self.max_repeat})")
+        _check_repeat_range(self.min_repeat, self.max_repeat)
         if 2 * self.max_repeat > self.length:
             raise ValueError(f"length ({self.length}) must hold two copies of max_repeat ({self.max_repeat})")
         return self
@@ -178,8 +182,7 @@ class TrainToy(Strict):
 
     @model_validator(mode="after")
     def _repeat_fits(self) -> TrainToy:
-        if self.min_repeat > self.max_repeat:
-            raise ValueError(f"min_repeat ({self.min_repeat}) must be <= max_repeat ({self.max_repeat})")
+        _check_repeat_range(self.min_repeat, self.max_repeat)
         if 1 + 2 * self.max_repeat > self.n_ctx:
             raise ValueError(f"n_ctx ({self.n_ctx}) must hold BOS and two copies of max_repeat "
                              f"({self.max_repeat}): at least {1 + 2 * self.max_repeat}")

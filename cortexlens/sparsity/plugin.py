@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field, field_validator
 
@@ -30,7 +30,7 @@ class SparsityParams(Section):
     layers: Literal["all"] | list[int] = "all"
     threshold: float = Field(0.1, ge=0)
     """A neuron of a non-ReLU MLP counts as active when |activation| > threshold (ReLU: when nonzero)."""
-    quantiles: list[float] = Field(default_factory=lambda: [0.1, 0.5, 0.9])
+    quantiles: list[Annotated[float, Field(ge=0, le=1)]] = Field(default_factory=lambda: [0.1, 0.5, 0.9])
     """Quantiles over tokens of the active fraction."""
     max_positions: PositiveInt = 32
     """Positions reported in the active fraction by position."""
@@ -38,12 +38,13 @@ class SparsityParams(Section):
     """Token-frequency buckets (0: rarest tokens) of the active fraction by frequency."""
     cett_target: float = Field(0.2, ge=0, lt=1)
     """The CETT at which each layer's activation ratio is reported ("Sparsing Law" uses 0.2)."""
-    sweep: list[float] = Field(default_factory=lambda: [0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5])
+    sweep: list[Annotated[float, Field(ge=0, lt=1)]] = Field(default_factory=lambda: [0.0, 0.05, 0.1, 0.2, 0.3, 0.4,
+                                                                                      0.5])
     """CETT targets applied in the forward pass for the loss-vs-sparsity curve."""
     ppl_percent: float = Field(1.0, gt=0)
     """p of PPL-p% sparsity: the highest sparsity whose perplexity rises by at most p% (encoders:
     whose final-layer representation changes by at most p/100 in 1 - cosine)."""
-    topk: list[float] = Field(default_factory=lambda: [0.01, 0.05, 0.1, 0.25, 0.5])
+    topk: list[Annotated[float, Field(gt=0, le=1)]] = Field(default_factory=lambda: [0.01, 0.05, 0.1, 0.25, 0.5])
     """Top-k enforcement: k as fractions of the MLP width, kept per token in every measured layer."""
     sample_tokens: PositiveInt = 2048
     """Tokens (a seeded sample) per layer on which each CETT threshold is searched."""
@@ -54,29 +55,10 @@ class SparsityParams(Section):
     batch_size: PositiveInt = 32
     seed: int = 0
 
-    @field_validator("sweep")
+    @field_validator("sweep", "topk")
     @classmethod
-    def _targets(cls, values: list[float]) -> list[float]:
-        for v in values:
-            if not 0 <= v < 1:
-                raise ValueError(f"CETT targets must be in [0, 1), got {v}")
+    def _ascending(cls, values: list[float]) -> list[float]:
         return sorted(set(values))
-
-    @field_validator("topk")
-    @classmethod
-    def _fractions(cls, values: list[float]) -> list[float]:
-        for v in values:
-            if not 0 < v <= 1:
-                raise ValueError(f"top-k fractions must be in (0, 1], got {v}")
-        return sorted(set(values))
-
-    @field_validator("quantiles")
-    @classmethod
-    def _quantiles(cls, values: list[float]) -> list[float]:
-        for v in values:
-            if not 0 <= v <= 1:
-                raise ValueError(f"quantiles must be in [0, 1], got {v}")
-        return values
 
 
 def dataset_of(study: Study, model: str) -> str:

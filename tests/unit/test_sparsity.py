@@ -184,7 +184,7 @@ def _params(tmp_path: Path, **sparsity) -> Path:
     ({"hook": "resid_post"}, [("sparsity.hook: 'resid_post' is not an MLP neuron hook; sparsity reads mlp_post "
                               "(the activations the MLP's down projection weighs)")]),
     ({"cett_target": 1.0}, ["sparsity.cett_target: must be < 1.0, got 1.0"]),
-    ({"sweep": [0.1, 1.2]}, ["sparsity.sweep: CETT targets must be in [0, 1), got 1.2"]),
+    ({"sweep": [0.1, 1.2]}, ["sparsity.sweep[1]: must be < 1.0, got 1.2"]),
     ({"ppl_percent": 0}, ["sparsity.ppl_percent: must be > 0.0, got 0"]),
     ({"models": ["toy", "nope"]}, ["sparsity.models[1]: 'nope' is not in extract.models (minilm, toy)"]),
     ({"models": ["minilm"]}, ["sparsity.datasets.toy: 'toy' is not in sparsity.models"]),
