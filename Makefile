@@ -14,7 +14,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export HF_HUB_DISABLE_TELEMETRY := 1
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install demo test test-all bench lint constraints clean
+.PHONY: install browser demo test test-all bench lint constraints clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -43,10 +43,15 @@ demo: $(STAMP)
 # Test files run in parallel (pytest-xdist, one file per worker): much of the integration tests' time is
 # spent waiting on subprocesses and servers, so two workers on two cores finish far sooner.
 TEST_WORKERS ?= auto
-test: $(STAMP)
+# The report's browser test needs a system Chromium: installed from the system's packages when
+# root or password-less sudo allows, else one line says how (scripts/ensure-chromium).
+browser:
+	@scripts/ensure-chromium
+
+test: $(STAMP) browser
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/pytest -m "not slow" -n $(TEST_WORKERS) --dist loadfile
 
-test-all: $(STAMP)
+test-all: $(STAMP) browser
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/pytest
 
 bench: $(STAMP)
@@ -61,4 +66,5 @@ constraints: $(STAMP)
 	$(BIN)/pip freeze --exclude-editable | sed 's/+cpu$$//' > constraints.txt
 
 clean:
-	rm -rf $(VENV) data/store data/models reports/metrics reports/index.html reports/plots dvc.lock mlflow.db mlruns .prefect
+	# reports/metrics/ and dvc.lock are in git (dvc exp show and dvc metrics diff compare them): kept.
+	rm -rf $(VENV) data/store data/models reports/index.html reports/plots mlflow.db mlruns .prefect

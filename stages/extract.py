@@ -10,6 +10,7 @@ MLflow as `extract@<model>` with the model's and datasets' fingerprints.
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -33,14 +34,16 @@ def run(ctx: StageContext) -> dict[str, Any]:
     loaded = ctx.load_model(model_name)
     model_dir = layout.model_dir(study.store_dir, model_name)
     _remove_unlisted_datasets(model_dir, params.datasets)
-    metrics: dict[str, Any] = {"model": model_name, "hook_points": len(points), "datasets": {}}
+    metrics: dict[str, Any] = {"model": model_name, "hook_points": len(points), "datasets": {}, "timings": {}}
     for source in sources:
         out_dir = layout.extraction_dir(study.store_dir, model_name, source.name)
+        started = time.perf_counter()
         manifest = extract(loaded.model, loaded.identity, source, points, params, out_dir, progress=ctx.progress)
+        metrics["timings"][source.name] = round(time.perf_counter() - started, 3)
         metrics["datasets"][source.name] = {
             "documents": manifest["dataset"]["n_docs"], "tokens": manifest["rows"].get("tokens", 0),
             "activation_rows": manifest["rows"].get("activations", 0), "shards": len(manifest["shards"]),
-            "truncated": manifest["n_truncated"], "seconds": manifest["seconds"],
+            "truncated": manifest["n_truncated"],
         }
         ctx.tracked.set_tags({f"manifest.{source.name}": manifest["fingerprint"]})
         ctx.tracked.log_dict(manifest, f"manifests/{source.name}.json")

@@ -26,6 +26,8 @@ from cortexlens.data.concepts import CONCEPTS, max_n_per_concept  # pure Python:
 DType = Literal["float32", "float16", "bfloat16"]
 StoreDType = Literal["float32", "float16"]
 PositiveInt = Annotated[int, Field(ge=1)]
+# numpy's and scikit-learn's generators refuse negative seeds and seeds of 2**32 or more; checked here, once.
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"  # model and dataset names become directory names
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
 
@@ -69,7 +71,7 @@ class BuiltinCorpus(Strict):
     kind: Literal["builtin"]
     n_docs: PositiveInt = 2000
     """Number of sentences the seeded grammar generates."""
-    seed: int = 0
+    seed: Seed = 0
 
 
 def _check_repeat_range(min_repeat: int, max_repeat: int) -> None:
@@ -80,7 +82,7 @@ def _check_repeat_range(min_repeat: int, max_repeat: int) -> None:
 class RepeatsDataset(Strict):
     kind: Literal["repeats"]
     n_docs: PositiveInt = 500
-    seed: int = 0
+    seed: Seed = 0
     min_repeat: PositiveInt = 4
     max_repeat: PositiveInt = 15
     """Length in words of the repeated segment, drawn uniformly from [min_repeat, max_repeat]."""
@@ -111,7 +113,7 @@ class ConceptsDataset(Strict):
     """Concept names; default: every built-in concept."""
     n_per_concept: PositiveInt = 400
     """Sentences per concept, half of each class: even, and >= 40 so 5 grouped folds hold both classes."""
-    seed: int = 0
+    seed: Seed = 0
 
     @field_validator("concepts")
     @classmethod
@@ -176,8 +178,8 @@ class TrainToy(Strict):
     warmup_steps: int = Field(100, ge=0)
     eval_sequences: PositiveInt = 512
     """Held-out sequences (a different seed stream) for the induction accuracy in the metrics."""
-    seed: int = 0
-    corpus_seed: int = 0
+    seed: Seed = 0
+    corpus_seed: Seed = 0
     """The vocabulary is the word list of the built-in corpus grammar; it does not depend on n_docs."""
 
     @model_validator(mode="after")
@@ -269,7 +271,7 @@ class Flow(Strict):
 class Params(Strict):
     study: Name = "cortexlens"
     """Name of the study: the MLflow experiment and the report title."""
-    seed: int = 0
+    seed: Seed = 0
     device: str = "auto"
     """auto (CUDA when present, else CPU), cpu, cuda, cuda:N or mps."""
     paths: Paths = Paths()

@@ -42,6 +42,14 @@ def read_yaml(path: Path) -> dict[str, Any]:
         mark = err.problem_mark or err.context_mark
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
         raise ConfigError(f"{where}: invalid YAML: {err.problem or err.context}") from None
+    except yaml.reader.ReaderError as err:  # a NUL or other control character: not YAML text at all
+        code = err.character if isinstance(err.character, int) else ord(err.character)
+        text = path.read_text(encoding="utf-8")[:err.position]
+        line, column = text.count("\n") + 1, err.position - (text.rfind("\n") + 1) + 1
+        raise ConfigError(f"{path}:{line}:{column}: invalid YAML: control character U+{code:04X} "
+                          f"is not allowed in YAML text") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: invalid YAML: {str(err).splitlines()[0]}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not a UTF-8 text file") from None
     if data is None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from collections.abc import Iterator
 from dataclasses import asdict
 from itertools import islice
@@ -64,7 +63,6 @@ def extract(model: HookedModel, identity: ModelIdentity, source: DocumentSource,
     if (manifest := book.complete_manifest()) is not None:
         return manifest
     done = book.start()
-    started = time.perf_counter()
     doc_start = done[-1].doc_end if done else 0
     bar = tqdm(total=len(source), initial=doc_start, unit="doc", disable=not progress,
                desc=f"extract {identity.name}/{source.name}", mininterval=1.0)
@@ -72,8 +70,7 @@ def extract(model: HookedModel, identity: ModelIdentity, source: DocumentSource,
         _run_shards(model, source, points, settings, out_dir, book, done, doc_start, background, bar)
         background.wait()
     bar.close()
-    manifest = _manifest(identity, model, source, points, settings, fingerprint, done,
-                         time.perf_counter() - started)
+    manifest = _manifest(identity, model, source, points, settings, fingerprint, done)
     book.finish(manifest)
     return manifest
 
@@ -119,7 +116,9 @@ def _close(book: Progress, writer: ShardWriter, doc_start: int, doc_end: int, do
 
 
 def _manifest(identity: ModelIdentity, model: HookedModel, source: DocumentSource, points: list[HookPoint],
-              settings: Extract, fingerprint: str, done: list[ShardDone], seconds: float) -> dict[str, Any]:
+              settings: Extract, fingerprint: str, done: list[ShardDone]) -> dict[str, Any]:
+    """What the extraction is, deterministically: no timings, no absolute paths (the manifest is part of
+    the stage's DVC output, whose hash dvc.lock records; timings go to MLflow)."""
     import transformers
 
     import cortexlens
@@ -150,5 +149,4 @@ def _manifest(identity: ModelIdentity, model: HookedModel, source: DocumentSourc
         "shards": [asdict(s) for s in done],
         "versions": {"cortexlens": cortexlens.__version__, "torch": torch.__version__,
                      "transformers": transformers.__version__},
-        "seconds": round(seconds, 3),
     }

@@ -17,6 +17,8 @@ The template gives every stage the same: arguments (`--params`, `--no-progress`,
 exactly the params keys dvc.yaml lists for the stage (their values, nested), lineage inputs (the
 fingerprint of every extraction or result under its deps), the metrics file dvc.yaml declares,
 the one-line summary, and the error boundary (one line per problem, exit 2, nothing half-written).
+Timings go to MLflow only (`timings` in the returned metrics, and the stage's own wall time): the
+metrics file is in git and compared by `dvc exp show` / `dvc metrics diff`, so it holds results only.
 `dvc repro` calls `main`; the Prefect flow calls `execute` with the same study and item.
 """
 
@@ -42,6 +44,9 @@ if TYPE_CHECKING:
     from cortexlens.tracking.run import NullRun
 
 Metrics = Mapping[str, Any]
+# A stage's metrics may carry `timings` (name -> seconds): logged to MLflow as `seconds.<name>`, kept out
+# of the metrics file, which DVC compares across experiments and git keeps (so it must be deterministic).
+TIMINGS = "timings"
 
 
 @dataclass
@@ -151,11 +156,13 @@ class Stage:
         with stage_run(study, self.name, spec.item, params=params, inputs=inputs) as tracked:
             ctx = StageContext(study, spec, params, stage_fingerprint(spec, data), tracked, progress, inputs,
                                self.dvc_yaml)
+            started = time.perf_counter()
             metrics = dict(self.run(ctx))
+            timings = {**metrics.pop(TIMINGS, {}), "stage": round(time.perf_counter() - started, 3)}
             if spec.metrics:
                 write_json(spec.metrics[0], metrics)
-            tracked.log_metrics(metrics)
-        return metrics
+            tracked.log_metrics({**metrics, "seconds": timings})
+        return {**metrics, TIMINGS: timings}
 
     def main(self, argv: list[str] | None = None) -> None:
         """`python -m stages.<name> [--params F] [--<matrix key> V ...]`: what dvc.yaml's cmd runs."""

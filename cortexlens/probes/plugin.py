@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, field_validator
 
-from cortexlens.config.schema import Name, PositiveInt, Section
+from cortexlens.config.schema import Name, PositiveInt, Section, Seed
 from cortexlens.models.hooks import HookPoint, UnknownHookError, parse_hook
 from cortexlens.plugins import Plugin
 from cortexlens.probes.concepts import BUILTIN_CONCEPTS, ConceptSpec, resolve
@@ -46,7 +46,7 @@ class ProbeParams(Section):
     """Probes fit in parallel processes (joblib)."""
     register_probes: bool = True
     """Register each model's best-layer probes in MLflow (`<study>-probes-<model>`, alias tracking.alias)."""
-    seed: int = 0
+    seed: Seed = 0
 
     @field_validator("Cs")
     @classmethod

@@ -36,17 +36,17 @@ class Built:
 
 
 def build_report(*, study: str, params: dict[str, Any], store: Path, queries: Path, out_dir: Path,
-                 toy_metrics: Path | None, repository: Path, max_table_rows: int,
+                 toy_metrics: Path | None, fingerprint: str, max_table_rows: int,
                  on_query: Callable[[QueryResult], None] | None = None) -> Built:
     """Write <out_dir>/index.html and <out_dir>/plots/<query>.csv.
 
-    `params` is the validated params as plain data (shown as YAML); `repository` is where the code
-    commit is read (`git rev-parse HEAD`); `toy_metrics` is train_toy's metrics file, if any.
+    `params` is the validated params as plain data (shown as YAML); `fingerprint` identifies what the
+    page was built from (the report stage's inputs); `toy_metrics` is train_toy's metrics file, if any.
     """
     started = time.perf_counter()
     specs = load_queries(queries)
     results = run_queries(store, specs, on_query)
-    page = Page(study=study, max_table_rows=max_table_rows, provenance=collect(store, repository),
+    page = Page(study=study, max_table_rows=max_table_rows, provenance=collect(store, fingerprint),
                 params_yaml=yaml.safe_dump(params, sort_keys=False, allow_unicode=True),
                 toy=load_toy(toy_metrics) if toy_metrics else None)
     figures = 1 if page.toy is not None and page.toy.png is not None else 0

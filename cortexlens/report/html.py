@@ -97,7 +97,9 @@ def _section(ident: str, title: str, body: str, css: str = "") -> str:
 
 
 def _provenance(prov: Provenance) -> str:
-    lines = [f"<p>Code commit <code>{escape(prov.commit)}</code>, cortexlens {escape(prov.version)}.</p>"]
+    lines = [f"<p>Inputs fingerprint <code>{escape(prov.fingerprint)}</code> (the code, params and store "
+             f"this page was built from, as <code>dvc repro</code> sees them; the report's MLflow run is "
+             f"tagged with the git commit), cortexlens {escape(prov.version)}.</p>"]
     if prov.extractions:
         columns = ["model", "source", "revision", "dataset", "fingerprint", "n_docs", "tokens", "activation rows"]
         rows = [(e.model, e.source, e.revision, e.dataset, e.fingerprint, e.n_docs, e.tokens, e.activation_rows)
@@ -140,7 +142,7 @@ def _block(block: Block, max_rows: int) -> str:
             parts.append(f"<details><summary>Data ({count})</summary>\n{shown}\n</details>")
         else:
             parts += [shown, f'<p class="muted">{count}</p>']
-    parts.append(f'<p class="muted">Query <code>{escape(spec.path.name)}</code>, {result.seconds:.2f} s.</p>')
+    parts.append(f'<p class="muted">Query <code>{escape(spec.path.name)}</code>.</p>')
     parts.append("</article>")
     return "\n".join(parts)
 

@@ -1,5 +1,10 @@
-"""Where the report's numbers come from: code commit, library version, each extraction's and each
-analysis result's manifest."""
+"""Where the report's numbers come from: the report's input fingerprint, library version, each
+extraction's and each analysis result's manifest.
+
+Not the git commit: the page is a DVC output whose hash dvc.lock records, and dvc.lock is committed,
+so a page naming its own commit could never be committed in step. The fingerprint is what `dvc repro`
+decides on (the code, params and store the report read); the report's MLflow run is tagged with the
+commit."""
 
 from __future__ import annotations
 
@@ -9,7 +14,6 @@ from pathlib import Path
 
 import cortexlens
 from cortexlens.store import catalog, layout
-from cortexlens.tracking.lineage import git_state
 
 UNKNOWN = "unknown"
 
@@ -39,16 +43,10 @@ class Result:
 
 @dataclass(frozen=True)
 class Provenance:
-    commit: str
+    fingerprint: str  # the report stage's: its deps' content (code, store) and params values
     version: str
     extractions: list[Extraction]
     results: list[Result] = field(default_factory=list)
-
-
-def git_commit(directory: Path) -> str:
-    """HEAD of the repository holding `directory`, or "unknown" (no git, not a repository, no commit):
-    the same commit the stage's MLflow run is tagged with."""
-    return git_state(directory)["git.commit"]
 
 
 def extractions(store: Path) -> list[Extraction]:
@@ -80,5 +78,5 @@ def results(store: Path) -> list[Result]:
     return sorted(out, key=lambda r: (r.stage, r.item or ""))
 
 
-def collect(store: Path, repository: Path) -> Provenance:
-    return Provenance(git_commit(repository), cortexlens.__version__, extractions(store), results(store))
+def collect(store: Path, fingerprint: str) -> Provenance:
+    return Provenance(fingerprint, cortexlens.__version__, extractions(store), results(store))

@@ -12,7 +12,7 @@ import duckdb
 
 from cortexlens.errors import ConfigError, StoreError
 from cortexlens.report.spec import QuerySpec
-from cortexlens.store.sql import check_read_only, connect
+from cortexlens.store.sql import check_read_only, connect, outside_store
 
 
 @dataclass(frozen=True)
@@ -29,8 +29,11 @@ class QueryResult:
 
 def run_queries(store: Path, specs: list[QuerySpec],
                 on_done: Callable[[QueryResult], None] | None = None) -> list[QueryResult]:
-    """Every query on one connection; the first failure raises with the file's name."""
-    con = connect(store)
+    """Every query on one connection; the first failure raises with the file's name.
+
+    One DuckDB thread: the results (plot CSVs, figures, the page) are DVC outputs that must be the same
+    bytes on every run of the same inputs, and parallel float sums are not."""
+    con = connect(store, threads=1)
     try:
         results = []
         for spec in specs:
@@ -53,6 +56,8 @@ def run_query(con: duckdb.DuckDBPyConnection, spec: QuerySpec) -> QueryResult:
         cursor = con.execute(spec.sql)
         columns = [d[0] for d in cursor.description]
         rows = cursor.fetchall()  # drains the result: the connection is free for the next query
+    except duckdb.PermissionException as err:
+        raise StoreError(f"{spec.path}: {outside_store(err)}") from None
     except duckdb.Error as err:
         first = " ".join(line.strip() for line in str(err).splitlines()[:2] if line.strip())
         raise StoreError(f"{spec.path}: {first}") from None

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field, field_validator
 
-from cortexlens.config.schema import Name, PositiveInt, Section
+from cortexlens.config.schema import Name, PositiveInt, Section, Seed
 from cortexlens.plugins import Plugin
 from cortexlens.store.views import ResultView
 
@@ -53,7 +53,7 @@ class SparsityParams(Section):
     max_docs: PositiveInt = 2000
     """Documents read when activations are computed from the model rather than the store."""
     batch_size: PositiveInt = 32
-    seed: int = 0
+    seed: Seed = 0
 
     @field_validator("sweep", "topk")
     @classmethod

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -64,7 +63,6 @@ class ResultWriter:
         self.inputs = dict(inputs or {})
         self.contracts = {view.table: view for view in contracts}
         self._progress = self.directory / layout.PROGRESS
-        self._started = time.perf_counter()
         self._units: dict[str, dict[str, Any]] = {}
         self.complete = self._existing_manifest() is not None
         if not self.complete:
@@ -196,8 +194,7 @@ class ResultWriter:
             "params": self.params, "inputs": self.inputs, "tables": tables, "files": artifacts,
             "units": list(self._units),
             "summary": dict(summary or {}), "versions": _versions(),
-            "seconds": round(time.perf_counter() - self._started, 3),
-        }
+        }  # no timings: the manifest is part of the stage's DVC output, whose hash dvc.lock records
         write_json(self.directory / layout.MANIFEST, manifest)
         shutil.rmtree(self._progress, ignore_errors=True)
         self.complete = True

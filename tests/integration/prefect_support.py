@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import shutil
 import socket
 import subprocess
@@ -19,14 +20,14 @@ from cortexlens.store.sql import connect
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-TIMING_KEYS = {"seconds", "train_seconds"}
 
 
 @dataclass
 class PrefectServer:
     url: str
-    env: dict[str, str]  # environment for clients: PREFECT_API_URL and a private PREFECT_HOME
+    env: dict[str, str]  # environment for clients: PREFECT_API_URL, its credentials, a private PREFECT_HOME
     log: Path
+    auth: str  # "user:password": the server refuses API requests without it (PREFECT_SERVER_API_AUTH_STRING)
 
 
 def free_port() -> int:
@@ -36,13 +37,16 @@ def free_port() -> int:
 
 
 def start_server(home: Path, timeout: float = 150.0) -> tuple[subprocess.Popen, PrefectServer]:
+    """`prefect server start` on 127.0.0.1 with its built-in authentication on, as the README's lab set-up."""
     port = free_port()
+    auth = f"cortexlens:{secrets.token_urlsafe(16)}"
     env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
            "DO_NOT_TRACK": "1", "PREFECT_LOGGING_LEVEL": "INFO"}
     env.pop("PREFECT_API_URL", None)
     log = home / "server.log"
     proc = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                            env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+                            env={**env, "PREFECT_SERVER_API_AUTH_STRING": auth},
+                            stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}/api"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -51,7 +55,8 @@ def start_server(home: Path, timeout: float = 150.0) -> tuple[subprocess.Popen, 
         try:
             with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
                 if response.status == 200:
-                    return proc, PrefectServer(url, {**env, "PREFECT_API_URL": url}, log)
+                    client_env = {**env, "PREFECT_API_URL": url, "PREFECT_API_AUTH_STRING": auth}
+                    return proc, PrefectServer(url, client_env, log, auth)
         except OSError:
             time.sleep(0.5)
     stop(proc)
@@ -147,14 +152,8 @@ def metrics(project: Path) -> dict[str, dict]:
     out = {}
     for path in sorted((project / "reports" / "metrics").glob("*.json")):
         data = json.loads(path.read_text())
-        out[path.name] = _drop_timing(data)
+        out[path.name] = data  # no timings in metrics files: they go to MLflow
     return out
-
-
-def _drop_timing(value):
-    if isinstance(value, dict):
-        return {k: _drop_timing(v) for k, v in value.items() if k not in TIMING_KEYS}
-    return value
 
 
 def assert_tables_close(ours: dict[str, list[tuple]], theirs: dict[str, list[tuple]], atol: float) -> float:
@@ -178,3 +177,59 @@ def assert_tables_close(ours: dict[str, list[tuple]], theirs: dict[str, list[tup
                 else:
                     assert a == b, (view, row_a[:6])
     return largest
+
+
+@dataclass
+class MlflowServer:
+    url: str
+    env: dict[str, str]  # MLFLOW_TRACKING_USERNAME / _PASSWORD: what a worker needs to record runs
+
+
+def start_mlflow_server(home: Path, timeout: float = 240.0) -> tuple[subprocess.Popen, MlflowServer]:
+    """`mlflow server --app-name basic-auth` on 127.0.0.1, as the README's lab set-up (one worker process)."""
+    port = free_port()
+    password = secrets.token_urlsafe(16)
+    config = home / "basic_auth.ini"
+    config.write_text("[mlflow]\ndefault_permission = READ\n"
+                      f"database_uri = sqlite:///{home / 'basic_auth.db'}\nadmin_username = admin\n"
+                      "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
+    env = {**os.environ, "MLFLOW_AUTH_CONFIG_PATH": str(config), "MLFLOW_AUTH_ADMIN_PASSWORD": password,
+           "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(16), "MLFLOW_DISABLE_TELEMETRY": "true",
+           # MLflow 3's job runner (seven huey consumer processes) serves GenAI jobs the pipeline never submits.
+           "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    log = home / "mlflow.log"
+    proc = subprocess.Popen([str(BIN / "mlflow"), "server", "--app-name", "basic-auth", "--host", "127.0.0.1",
+                             "--port", str(port), "--workers", "1",
+                             "--backend-store-uri", f"sqlite:///{home / 'mlflow.db'}",
+                             "--artifacts-destination", str(home / "artifacts")],
+                            env=env, cwd=home, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"mlflow server exited early:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                if response.status == 200:
+                    creds = {"MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": password}
+                    return proc, MlflowServer(url, creds)
+        except OSError:
+            time.sleep(0.5)
+    stop(proc)
+    raise RuntimeError(f"mlflow server not healthy after {timeout} s:\n{log.read_text()[-3000:]}")
+
+
+def http_status(url: str, data: bytes | None = None, auth: str | None = None) -> int:
+    """The HTTP status of a request (with Basic credentials "user:password" when given)."""
+    import base64
+    import urllib.error
+
+    headers = {"Content-Type": "application/json"}
+    if auth is not None:
+        headers["Authorization"] = "Basic " + base64.b64encode(auth.encode()).decode()
+    request = urllib.request.Request(url, data=data, headers=headers, method="POST" if data is not None else "GET")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status
+    except urllib.error.HTTPError as err:
+        return err.code

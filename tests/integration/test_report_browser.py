@@ -47,7 +47,7 @@ def report(tmp_path_factory, tiny_model):
     toy.write_text(json.dumps({"first_copy_accuracy": 0.002, "second_copy_accuracy": 0.95,
                                "chance_accuracy": 0.0015}))
     return build_report(study="browser-test", params={"study": "browser-test"}, store=root / "store",
-                        queries=QUERIES, out_dir=root / "out", toy_metrics=toy, repository=REPO,
+                        queries=QUERIES, out_dir=root / "out", toy_metrics=toy, fingerprint="test",
                         max_table_rows=10)
 
 

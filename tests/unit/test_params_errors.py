@@ -87,6 +87,11 @@ CASES = [
      "train_toy: n_ctx (24) must hold BOS and two copies of max_repeat (15): at least 31"),
     ("local model directory missing", _with("models.toy", {"source": "./nowhere"}),
      "models.toy.source: directory not found: {root}/nowhere"),
+    # numpy and scikit-learn refuse negative seeds and seeds >= 2**32: checked once, here.
+    ("negative seed", _with("seed", -5), "seed: must be >= 0, got -5"),
+    ("seed too large", _with("train_toy.seed", 2**32), "train_toy.seed: must be <= 4294967295, got 4294967296"),
+    ("negative dataset seed", _with("datasets.corpus.seed", -1), "datasets.corpus.seed: must be >= 0, got -1"),
+    ("negative analysis seed", _with("probe", {"models": [], "seed": -2}), "probe.seed: must be >= 0, got -2"),
 ]
 
 
@@ -116,6 +121,25 @@ def test_duplicate_yaml_key_is_refused(tmp_path, capsys):
     path = tmp_path / "params.yaml"
     path.write_text("study: t\nseed: 1\nseed: 2\n")
     assert _check(path, capsys) == (2, [f"{path}:3:1: invalid YAML: duplicate key 'seed' (first at line 2)"])
+
+
+@pytest.mark.parametrize("char", ["\x00", "\x07", "\x1b"])
+def test_a_control_character_is_one_line_naming_the_file(char, tmp_path, capsys):
+    path = tmp_path / "params.yaml"
+    path.write_text(f"study: t\nseed: 1{char}\n")
+    code, lines = _check(path, capsys)
+    assert code == 2 and len(lines) == 1
+    assert lines[0] == f"{path}:2:8: invalid YAML: control character U+{ord(char):04X} is not allowed in YAML text"
+
+
+def test_a_stage_run_by_an_interpreter_without_the_project_says_so(tmp_path):
+    # `python -S`: no site-packages, as the system python that `.venv/bin/dvc repro` finds on a bare PATH.
+    proc = subprocess.run([sys.executable, "-S", "-m", "stages.extract", "--model", "toy"], cwd=ROOT,
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [
+        f"cortexlens: {sys.executable} lacks torch, transformers, prefect: this interpreter is not the "
+        f"project's environment; run `source .venv/bin/activate` (after `make install`) and try again"]
 
 
 def test_top_level_must_be_a_mapping(tmp_path, capsys):

@@ -87,7 +87,7 @@ def results(store):
 
 def _build(store: Path, out: Path, queries: Path = QUERIES, toy: Path | None = None):
     return build_report(study="planted-study", params={"study": "planted-study", "seed": 0}, store=store,
-                        queries=queries, out_dir=out, toy_metrics=toy, repository=store, max_table_rows=3)
+                        queries=queries, out_dir=out, toy_metrics=toy, fingerprint="f" * 64, max_table_rows=3)
 
 
 # --- headers ---------------------------------------------------------------------------------------
@@ -281,10 +281,13 @@ def test_stage_run_writes_report_and_metrics(tmp_path, store):
            json.dumps({"first_copy_accuracy": 0.0, "second_copy_accuracy": 1.0}))
     metrics = stages.report.STAGE.execute(study, progress=False)
     n = len(load_queries(QUERIES))
-    assert metrics["queries"] == n and set(metrics["per_query"]) == {s.name for s in load_queries(QUERIES)}
-    assert metrics["per_query"]["21_top_contexts_minilm"]["rows"] == len(NEURON_100)
+    assert metrics["queries"] == n and set(metrics["rows"]) == {s.name for s in load_queries(QUERIES)}
+    assert metrics["rows"]["21_top_contexts_minilm"] == len(NEURON_100)
     # the position heatmap keeps positions with >= 20 tokens: none in a 5-token store
     # empty: the position heatmap, and the two sparsity and two probe queries (the planted store has no results)
     assert (metrics["figures"], metrics["tables"], metrics["empty_queries"]) == (3 + 1, 3, 1 + 2 + 2)
+    # The metrics file holds results only (DVC compares it across experiments); timings go to MLflow.
+    timings = metrics.pop("timings")
+    assert set(timings) == {"build", "stage", *metrics["rows"]}
     assert json.loads((tmp_path / "out" / "metrics" / "report.json").read_text()) == metrics
     assert "<h1>stage-test</h1>" in (tmp_path / "out" / "index.html").read_text()

@@ -78,6 +78,52 @@ def test_read_queries_are_allowed(store, capsys):
         assert (code, err) == (0, ""), statement
 
 
+@pytest.fixture
+def outside(tmp_path):
+    """A secret beside the store, a Parquet file elsewhere: what a query must not reach."""
+    (tmp_path / "secret.txt").write_text("password\n")
+    (tmp_path / "secret.csv").write_text("a,b\n1,2\n")
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"x": [1]}), tmp_path / "other.parquet")
+    return tmp_path
+
+
+@pytest.mark.parametrize("call", [
+    "read_text('{d}/secret.txt')", "read_blob('{d}/secret.txt')", "read_csv('{d}/secret.csv')",
+    "read_csv_auto('{d}/secret.csv')", "glob('{d}/*')", "read_parquet('{d}/other.parquet')",
+    "read_json('{d}/secret.txt')", "read_text('/etc/passwd')", "glob('/root/*')",
+    "read_text('{store}/../secret.txt')",  # no way out of the store through '..'
+    "read_text('{store}x/secret.txt')",  # nor through a directory whose name starts like the store's
+])
+def test_files_outside_the_store_are_refused(call, store, outside, capsys):
+    query = f"select * from {call.format(d=outside, store=store)}"
+    code, out, err = _sql(["--store", str(store), query], capsys)
+    assert (code, out) == (2, "")
+    assert err.startswith("query: refused: SQL reads the store's views and files only (Cannot access file ")
+    assert err.count("\n") == 1
+
+
+def test_confinement_cannot_be_switched_off(store, capsys):
+    for statement in ["set enable_external_access = true", "reset allowed_directories"]:
+        code, _, err = _sql(["--store", str(store), statement], capsys)
+        assert code == 2 and err.startswith("query: refused "), statement
+    con = connect(store)
+    with pytest.raises(Exception, match="locked"):
+        con.execute("set enable_external_access = true")
+
+
+def test_every_view_answers_while_confined(store, capsys):
+    con = connect(store)
+    for view in all_views():
+        con.execute(f"select * from {view.name} limit 1").fetchall()
+    assert con.execute("select count(*) from activations").fetchone()[0] > 0
+    # and reading the store's own files is still allowed
+    files = con.execute(f"select count(*) from glob('{store}/**/*.parquet')").fetchone()[0]
+    assert files > 0
+
+
 def test_bad_query_is_one_line_and_exit_2(store, capsys):
     code, out, err = _sql(["--store", str(store), "select * from nope"], capsys)
     assert code == 2 and out == "" and err.startswith("query: Catalog Error") and err.count("\n") == 1
