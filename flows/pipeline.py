@@ -158,7 +158,7 @@ def run_stages(params_file: str, only: list[str] | None = None) -> dict[str, dic
 
 def _submit(spec: StageSpec, params: dict[str, Any], study: Study, settings: Flow) -> PrefectFuture:
     # Fingerprints are taken now, when everything upstream has finished: its outputs are final.
-    fingerprint = stage_fingerprint(spec, params)
+    fingerprint = stage_fingerprint(spec, params, study.root)
     stage_task = run_stage.with_options(
         refresh_cache=not outputs_present(spec),  # deleted outputs: a cache hit would be a lie
         retries=settings.retries, retry_delay_seconds=settings.retry_delay_seconds,

@@ -135,7 +135,11 @@ def _manifest(identity: ModelIdentity, model: HookedModel, source: DocumentSourc
         "fingerprint": fingerprint,
         "model": asdict(identity) | {"model_type": model.config.model_type,
                                      "family": model.family.name if model.family else None},
-        "tokenizer": {"class": type(tok).__name__, "name_or_path": str(tok.name_or_path),
+        # A local directory's absolute path differs between clones; the model's source names it, and
+        # its revision (a hash of its files) pins it.
+        "tokenizer": {"class": type(tok).__name__,
+                      "name_or_path": identity.source if Path(str(tok.name_or_path)).is_absolute()
+                      else str(tok.name_or_path),
                       "vocab_size": len(tok), "padding_side": settings.padding_side,
                       "pad_token": tok.pad_token},
         "dataset": {"name": source.name, "fingerprint": source.fingerprint, "n_docs": len(source)},

@@ -53,16 +53,26 @@ def hash_paths(paths: tuple[Path, ...] | list[Path]) -> str:
     return digest.hexdigest()
 
 
-def stage_fingerprint(spec: StageSpec, params: dict[str, Any]) -> str:
-    """Stage identity, deps content and params values, as one sha256."""
+def stage_fingerprint(spec: StageSpec, params: dict[str, Any], root: Path) -> str:
+    """Stage identity, deps content and params values, as one sha256.
+
+    Independent of where the study lives: outputs are named relative to the study's `root` (outside
+    it, e.g. on shared storage, by their absolute path), so a fresh clone computes the same fingerprint,
+    and result manifests, which record it, are the same bytes in every clone (dvc.lock hashes them).
+    """
     payload = {
         "stage": spec.full_name,
         "deps": hash_paths(spec.deps),
         "params": params_values(spec, params),
-        # Two studies with equal params in different directories write different files.
-        "outs": [str(path) for path in spec.written],
+        # Outputs elsewhere are other files: a study whose store is moved starts its results over.
+        "outs": [_relative(path, root) for path in spec.written],
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _relative(path: Path, root: Path) -> str:
+    path, root = path.resolve(), root.resolve()
+    return str(path.relative_to(root)) if path == root or root in path.parents else str(path)
 
 
 def outputs_present(spec: StageSpec) -> bool:

@@ -154,7 +154,7 @@ class Stage:
         params = nested(params_values(spec, data))
         inputs = manifests_under(spec.deps)
         with stage_run(study, self.name, spec.item, params=params, inputs=inputs) as tracked:
-            ctx = StageContext(study, spec, params, stage_fingerprint(spec, data), tracked, progress, inputs,
+            ctx = StageContext(study, spec, params, stage_fingerprint(spec, data, study.root), tracked, progress, inputs,
                                self.dvc_yaml)
             started = time.perf_counter()
             metrics = dict(self.run(ctx))

@@ -9,6 +9,7 @@ import subprocess
 import time
 
 import pytest
+import yaml
 
 from cortexlens.store import layout
 from cortexlens.store.sql import connect
@@ -60,23 +61,47 @@ def test_independent_stages_run_at_the_same_time(flow_project):
     assert times["report"][0] >= upstream_end - 0.1, output
 
 
-def test_dvc_repro_and_the_flow_write_the_same_tables(flow_project, tmp_path):
-    flow_dir, _, _ = flow_project
-    dvc_dir = make_project(tmp_path / "dvc", small_params(), with_code=True).parent
+def _dvc_repro(directory):
+    """`dvc repro` in a fresh study directory holding the code, dvc.yaml and the small params."""
+    dvc_dir = make_project(directory, small_params(), with_code=True).parent
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
     subprocess.run([str(BIN / "dvc"), "init", "--no-scm", "-q"], cwd=dvc_dir, env=env, check=True)
     proc = subprocess.run([str(BIN / "dvc"), "repro"], cwd=dvc_dir, env=env, capture_output=True, text=True,
                           check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    ours, theirs = tables(flow_dir), tables(dvc_dir)
+    return dvc_dir
+
+
+@pytest.fixture(scope="module")
+def dvc_project(tmp_path_factory):
+    return _dvc_repro(tmp_path_factory.mktemp("dvc") / "study")
+
+
+def test_dvc_repro_and_the_flow_write_the_same_tables(flow_project, dvc_project):
+    flow_dir, _, _ = flow_project
+    ours, theirs = tables(flow_dir), tables(dvc_project)
     assert all(len(rows) > 0 for rows in ours.values())
     # Equal keys and non-float values; floats within 1e-5: the flow runs independent stages at the same
     # time, and BLAS may then split a product differently than in a stage running alone.
     largest = assert_tables_close(ours, theirs, atol=1e-5)
     print(f"largest float difference, dvc repro vs the flow: {largest:.2e}")
-    assert metrics(flow_dir) == metrics(dvc_dir)
+    assert metrics(flow_dir) == metrics(dvc_project)
     weights = "data/models/toy/model.safetensors"
-    assert (flow_dir / weights).read_bytes() == (dvc_dir / weights).read_bytes()
+    assert (flow_dir / weights).read_bytes() == (dvc_project / weights).read_bytes()
+
+
+def test_dvc_repro_in_another_fresh_directory_writes_the_same_dvc_lock(dvc_project, tmp_path):
+    """What lets a study commit dvc.lock and its metrics: the same params and code give the same bytes in
+    every output, wherever the clone is (no timings, no absolute paths, no run-to-run float noise)."""
+    again = _dvc_repro(tmp_path / "elsewhere" / "study")
+    ours = yaml.safe_load((dvc_project / "dvc.lock").read_text())["stages"]
+    theirs = yaml.safe_load((again / "dvc.lock").read_text())["stages"]
+    assert ours.keys() == theirs.keys()
+    differ = [f"{stage}: {out['path']}" for stage in ours for out, other in
+              zip(ours[stage].get("outs", []), theirs[stage].get("outs", []), strict=True) if out != other]
+    assert differ == []
+    assert (dvc_project / "dvc.lock").read_text() == (again / "dvc.lock").read_text()
+    assert metrics(dvc_project) == metrics(again)
 
 
 def test_second_run_takes_every_task_from_the_cache_and_rebuilds_deleted_outputs(prefect_server, flow_project):

@@ -73,6 +73,11 @@ def _flat(data: dict, prefix: str = "") -> dict:
     return out
 
 
+def _results(logged: dict) -> dict:
+    """MLflow metrics without the timings (`seconds.*`), which only MLflow holds."""
+    return {k: v for k, v in logged.items() if not k.startswith("seconds.")}
+
+
 def _numeric(metrics: dict) -> dict:
     return {k: float(v) for k, v in _flat(metrics).items()
             if isinstance(v, (int, float)) and not isinstance(v, bool)}
@@ -124,8 +129,11 @@ def test_params_and_metrics_equal_the_stage_outputs(project):
     want = {f"train_toy.{k}": _json_text(v) for k, v in TINY.model_dump(mode="json").items()}
     assert train.params == want | {"device": "cpu"}
     train_metrics = json.loads((study.reports_dir / "metrics" / "train_toy.json").read_text())
-    assert train.metrics == pytest.approx(_numeric(train_metrics))
+    assert _results(train.metrics) == pytest.approx(_numeric(train_metrics))
     assert "second_copy_accuracy" in train.metrics
+    # Timings are MLflow metrics only: the metrics file (in git, compared by dvc exp show) has none.
+    assert train.metrics["seconds.train"] > 0 and train.metrics["seconds.stage"] >= train.metrics["seconds.train"]
+    assert "train_seconds" not in train_metrics and "timings" not in train_metrics
 
     extract = runs["extract@minilm"].data
     assert extract.params["extract.hooks"] == '["resid_post"]'
@@ -133,7 +141,8 @@ def test_params_and_metrics_equal_the_stage_outputs(project):
     assert extract.params["datasets.corpus.n_docs"] == "20"
     assert "models.toy.source" not in extract.params  # only this run's model
     extract_metrics = json.loads((study.reports_dir / "metrics" / "extract-minilm.json").read_text())
-    assert extract.metrics == pytest.approx(_numeric(extract_metrics))
+    assert _results(extract.metrics) == pytest.approx(_numeric(extract_metrics))
+    assert extract.metrics["seconds.corpus"] > 0
     assert extract.metrics["datasets.corpus.documents"] == 20
 
 
@@ -165,8 +174,8 @@ def test_report_run_logs_the_page_its_plot_data_and_the_extractions_it_read(proj
         manifest = layout.extraction_dir(study.store_dir, model, "corpus") / layout.MANIFEST
         assert run.data.tags[f"input.extract.{model}.corpus"] == json.loads(manifest.read_text())["fingerprint"]
     metrics = json.loads((study.reports_dir / "metrics" / "report.json").read_text())
-    assert run.data.metrics == pytest.approx(_numeric(metrics))
-    assert run.data.metrics["figures"] >= 1
+    assert _results(run.data.metrics) == pytest.approx(_numeric(metrics))
+    assert run.data.metrics["figures"] >= 1 and run.data.metrics["seconds.build"] > 0
     page = client.download_artifacts(run.info.run_id, "report/index.html")
     assert Path(page).read_bytes() == (study.reports_dir / "index.html").read_bytes()
     logged = {Path(f.path).name for f in client.list_artifacts(run.info.run_id, "report/plots")}

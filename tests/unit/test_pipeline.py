@@ -169,6 +169,19 @@ def test_a_store_is_summarised_by_its_manifests(tmp_path):
 def test_stage_fingerprint_depends_on_listed_params_only(tmp_path):
     spec = _matrix_specs(tmp_path)["sae@toy-0-true-cfg0"]
     base = {"sae": {"k": 32}, "models": {"toy": {"source": "toy"}, "minilm": {"source": "minilm"}}}
-    fp = stage_fingerprint(spec, base)
-    assert stage_fingerprint(spec, {**base, "models": {**base["models"], "minilm": {"source": "x"}}}) == fp
-    assert stage_fingerprint(spec, {**base, "sae": {"k": 64}}) != fp
+    fp = stage_fingerprint(spec, base, tmp_path)
+    assert stage_fingerprint(spec, {**base, "models": {**base["models"], "minilm": {"source": "x"}}}, tmp_path) == fp
+    assert stage_fingerprint(spec, {**base, "sae": {"k": 64}}, tmp_path) != fp
+
+
+def test_stage_fingerprint_is_the_same_wherever_the_study_lives(tmp_path):
+    """Result manifests record it and dvc.lock hashes them: a fresh clone elsewhere must agree."""
+    base = {"sae": {"k": 32}, "models": {"toy": {"source": "toy"}, "minilm": {"source": "minilm"}}}
+    for where in ("a", "b/c"):
+        (tmp_path / where).mkdir(parents=True)
+    here = _matrix_specs(tmp_path / "a")["sae@toy-0-true-cfg0"]
+    there = _matrix_specs(tmp_path / "b" / "c")["sae@toy-0-true-cfg0"]
+    a, c = tmp_path / "a" / "study", tmp_path / "b" / "c" / "study"
+    assert stage_fingerprint(here, base, a) == stage_fingerprint(there, base, c)
+    # ... but outputs moved to another place (relative to the study) are other files
+    assert stage_fingerprint(here, base, a) != stage_fingerprint(here, base, tmp_path)
