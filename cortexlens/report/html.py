@@ -97,9 +97,9 @@ def _section(ident: str, title: str, body: str, css: str = "") -> str:
 
 
 def _provenance(prov: Provenance) -> str:
-    lines = [f"<p>Inputs fingerprint <code>{escape(prov.fingerprint)}</code> (the code, params and store "
-             f"this page was built from, as <code>dvc repro</code> sees them; the report's MLflow run is "
-             f"tagged with the git commit), cortexlens {escape(prov.version)}.</p>"]
+    lines = [(f"<p>Inputs fingerprint <code>{escape(prov.fingerprint)}</code> (the code, params and store "
+              f"this page was built from, as <code>dvc repro</code> sees them; the report's MLflow run is "
+              f"tagged with the git commit), cortexlens {escape(prov.version)}.</p>")]
     if prov.extractions:
         columns = ["model", "source", "revision", "dataset", "fingerprint", "n_docs", "tokens", "activation rows"]
         rows = [(e.model, e.source, e.revision, e.dataset, e.fingerprint, e.n_docs, e.tokens, e.activation_rows)

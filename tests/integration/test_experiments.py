@@ -14,7 +14,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import yaml
 
 from tests.integration.prefect_support import BIN, make_project, small_params
 

@@ -138,8 +138,8 @@ def test_a_stage_run_by_an_interpreter_without_the_project_says_so(tmp_path):
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 2
     assert proc.stderr.splitlines() == [
-        f"cortexlens: {sys.executable} lacks torch, transformers, prefect: this interpreter is not the "
-        f"project's environment; run `source .venv/bin/activate` (after `make install`) and try again"]
+        (f"cortexlens: {sys.executable} lacks torch, transformers, prefect: this interpreter is not the "
+         f"project's environment; run `source .venv/bin/activate` (after `make install`) and try again")]
 
 
 def test_top_level_must_be_a_mapping(tmp_path, capsys):
