@@ -87,7 +87,7 @@ class RepeatsDataset(Strict):
     max_repeat: PositiveInt = 15
     """Length in words of the repeated segment, drawn uniformly from [min_repeat, max_repeat]."""
     length: PositiveInt = 31
-    """Words per document (31 + the toy model's <|bos|> fill its 32-token context)."""
+    """Words per document (with the toy model's <|bos|>, 32 of its 48 positions)."""
 
     @model_validator(mode="after")
     def _two_copies(self) -> RepeatsDataset:
@@ -159,26 +159,48 @@ DatasetSpec = Annotated[BuiltinCorpus | RepeatsDataset | ConceptsDataset | FileD
                         Field(discriminator="kind")]
 
 
-class TrainToy(Strict):
-    """A small GPT-2-architecture causal LM trained on repeated random token sequences (induction)."""
+class ToyArchitecture(Strict):
+    """A small causal LM the pipeline trains: Llama blocks (RMSNorm, rotary positions, SwiGLU MLP) with
+    biases on the query, key and value projections, AdamW at a constant learning rate."""
 
     n_layers: PositiveInt = 2
     n_heads: PositiveInt = 4
-    d_model: PositiveInt = 128
-    d_mlp: PositiveInt = 256
-    n_ctx: PositiveInt = 32
-    """Context length: training sequences are exactly this long, and so is the model's position table."""
+    d_model: PositiveInt = 64
+    d_mlp: PositiveInt = 16
+    """Width of the SwiGLU MLP (gate and up projections)."""
+    n_ctx: PositiveInt = 48
+    """Context length: training sequences are exactly this long (rotary positions up to it)."""
+    steps: PositiveInt = 400
+    batch_size: PositiveInt = 64
+    lr: float = Field(3e-3, gt=0)
+    """Constant after warm-up: a cosine decay stalled the toy before its phase change (measured)."""
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_steps: int = Field(0, ge=0)
+    seed: Seed = 0
+
+    @model_validator(mode="after")
+    def _heads_fit(self) -> ToyArchitecture:
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
+        if (self.d_model // self.n_heads) % 2:
+            raise ValueError(f"d_model / n_heads ({self.d_model // self.n_heads}) must be even "
+                             f"(rotary positions rotate pairs of dimensions)")
+        return self
+
+
+class TrainToy(ToyArchitecture):
+    """The toy induction model, trained on a random segment repeated to fill the context."""
+
     min_repeat: PositiveInt = 4
     max_repeat: PositiveInt = 15
     """Length of the random segment that repeats, drawn uniformly from [min_repeat, max_repeat]."""
-    steps: PositiveInt = 1200
-    batch_size: PositiveInt = 128
-    lr: float = Field(2e-3, gt=0)
-    weight_decay: float = Field(0.01, ge=0)
-    warmup_steps: int = Field(100, ge=0)
     eval_sequences: PositiveInt = 512
     """Held-out sequences (a different seed stream) for the induction accuracy in the metrics."""
-    seed: Seed = 0
+    score_sequences: PositiveInt = 200
+    """Held-out sequences `<|bos|> A A` on which every head's previous-token and prefix-matching
+    scores are measured from its attention pattern."""
+    score_length: PositiveInt = 10
+    """Length of A in those sequences."""
     corpus_seed: Seed = 0
     """The vocabulary is the word list of the built-in corpus grammar; it does not depend on n_docs."""
 
@@ -188,8 +210,9 @@ class TrainToy(Strict):
         if 1 + 2 * self.max_repeat > self.n_ctx:
             raise ValueError(f"n_ctx ({self.n_ctx}) must hold BOS and two copies of max_repeat "
                              f"({self.max_repeat}): at least {1 + 2 * self.max_repeat}")
-        if self.d_model % self.n_heads:
-            raise ValueError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
+        if 1 + 2 * self.score_length > self.n_ctx:
+            raise ValueError(f"n_ctx ({self.n_ctx}) must hold BOS and two copies of score_length "
+                             f"({self.score_length}): at least {1 + 2 * self.score_length}")
         return self
 
 

@@ -1,4 +1,4 @@
-"""The built-in toy model: a small GPT-2 trained to do induction, saved like any Hugging Face model.
+"""The built-in toy model: a small Llama trained to do induction, saved like any Hugging Face model.
 
 Names are imported lazily: `cortexlens.toy.config` (the architecture as plain data) is read by
 `cortexlens check`, which must not pay for torch and transformers.

@@ -1,27 +1,38 @@
-"""Train the toy induction model: a small GPT-2 on repeated random sequences (see `task.py`).
+"""Train the toy induction model: a small Llama decoder on repeated random sequences (`task.py`).
 
 Deterministic on CPU: weights are initialised under `seeding.seeded(params.seed)` (the global RNG,
 alone and restored afterwards) and batches come from a local generator.
-Training batches use the seed stream `2 * seed`, held-out evaluation `2 * seed + 1`: they never meet.
+Training batches use the seed stream `2 * seed`, held-out evaluation `2 * seed + 1`, the circuit
+scores `2 * seed + 2`: they never meet.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import torch
 from tqdm.auto import tqdm
-from transformers import GPT2LMHeadModel, PreTrainedTokenizerFast, get_cosine_schedule_with_warmup
+from transformers import (
+    LlamaForCausalLM,
+    PreTrainedModel,
+    PreTrainedTokenizerFast,
+    get_constant_schedule_with_warmup,
+)
 
-from cortexlens.config.schema import TrainToy
+from cortexlens.config.schema import ToyArchitecture, TrainToy
 from cortexlens.seeding import seeded
+from cortexlens.toy.circuit import head_scores
 from cortexlens.toy.evaluate import induction_accuracy
 from cortexlens.toy.model import toy_config, toy_vocab_size
 from cortexlens.toy.task import induction_batch
 from cortexlens.toy.tokenizer import build_toy_tokenizer
 
-GRAD_CLIP = 1.0  # the usual GPT-2 value; keeps the high-lr early steps stable
+GRAD_CLIP = 1.0  # keeps the high-lr early steps stable
 LOSS_WINDOW = 50  # final_train_loss averages the last steps: one batch is noisy
+
+# batch(step) -> [batch, n_ctx] token ids
+Batches = Callable[[int], torch.Tensor]
 
 
 def train_seed(params: TrainToy) -> int:
@@ -32,39 +43,44 @@ def eval_seed(params: TrainToy) -> int:
     return 2 * params.seed + 1
 
 
-def init_model(params: TrainToy) -> GPT2LMHeadModel:
-    config = toy_config(params, toy_vocab_size())
+def score_seed(params: TrainToy) -> int:
+    return 2 * params.seed + 2
+
+
+def init_model(params: ToyArchitecture, vocab_size: int | None = None) -> LlamaForCausalLM:
+    """Llama with biases on q, k, v; the output projections' biases (which `attention_bias` adds too)
+    are zero and frozen: with them trained, the circuit does not form (see `toy.config`)."""
+    config = toy_config(params, vocab_size if vocab_size is not None else toy_vocab_size())
     with seeded(params.seed):  # global RNG: alone, so a stage loading a model in another thread cannot reseed it
-        return GPT2LMHeadModel(config)
+        model = LlamaForCausalLM(config)
+    for layer in model.model.layers:
+        torch.nn.init.zeros_(layer.self_attn.o_proj.bias)
+        layer.self_attn.o_proj.bias.requires_grad_(False)
+    return model
 
 
-def _optimizer(model: GPT2LMHeadModel, params: TrainToy) -> torch.optim.AdamW:
-    # Weight decay on matrices only: decaying LayerNorm gains and biases only hurts.
-    matrices = [p for p in model.parameters() if p.dim() >= 2]
-    vectors = [p for p in model.parameters() if p.dim() < 2]
+def _optimizer(model: PreTrainedModel, params: ToyArchitecture) -> torch.optim.AdamW:
+    # Weight decay on matrices only: decaying norm gains and biases only hurts. Frozen ones are left out.
+    trained = [p for p in model.parameters() if p.requires_grad]
+    matrices = [p for p in trained if p.dim() >= 2]
+    vectors = [p for p in trained if p.dim() < 2]
     groups = [{"params": matrices, "weight_decay": params.weight_decay}, {"params": vectors, "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=params.lr)
 
 
-def train_toy(params: TrainToy, device: torch.device,
-              progress: bool = True) -> tuple[GPT2LMHeadModel, PreTrainedTokenizerFast, dict[str, float]]:
-    """Train with AdamW (linear warmup, cosine decay) on the LM loss at every position.
+def fit(model: PreTrainedModel, params: ToyArchitecture, batches: Batches, device: torch.device,
+        progress: bool, desc: str) -> dict[str, float]:
+    """AdamW (linear warm-up, then constant) on the LM loss at every position; the model ends in eval mode.
 
-    Returns the model in eval mode, its tokenizer and metrics measured on `params.eval_sequences`
-    held-out sequences: second/first copy accuracy, chance accuracy, final train loss, size and time.
-    """
-    tokenizer = build_toy_tokenizer()
-    model = init_model(params).to(device).train()
-    vocab_size = model.config.vocab_size
-    assert vocab_size == len(tokenizer), "tokenizer and config disagree on the vocabulary"
+    Returns final_train_loss, n_params and train_seconds."""
+    model.to(device).train()
     optimizer = _optimizer(model, params)
-    schedule = get_cosine_schedule_with_warmup(optimizer, params.warmup_steps, params.steps)
-    gen = torch.Generator().manual_seed(train_seed(params))
+    schedule = get_constant_schedule_with_warmup(optimizer, params.warmup_steps)
     losses: list[float] = []
     started = time.perf_counter()
-    bar = tqdm(range(params.steps), desc="train_toy", disable=not progress, mininterval=1.0)
+    bar = tqdm(range(params.steps), desc=desc, disable=not progress, mininterval=1.0)
     for step in bar:
-        tokens = induction_batch(gen, params.batch_size, params, vocab_size).tokens.to(device)  # [batch, pos]
+        tokens = batches(step).to(device)  # [batch, pos]
         loss = model(input_ids=tokens, labels=tokens).loss  # shifted inside: position p predicts p + 1
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -74,12 +90,36 @@ def train_toy(params: TrainToy, device: torch.device,
         losses.append(loss.item())
         if step % 20 == 0:
             bar.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
-    train_seconds = time.perf_counter() - started
     model.eval()
-    metrics = induction_accuracy(model, params, params.eval_sequences, eval_seed(params), device)
-    metrics.update(
-        final_train_loss=sum(losses[-LOSS_WINDOW:]) / len(losses[-LOSS_WINDOW:]),
-        n_params=float(sum(p.numel() for p in model.parameters())),
-        train_seconds=train_seconds,
-    )
+    return {"final_train_loss": sum(losses[-LOSS_WINDOW:]) / len(losses[-LOSS_WINDOW:]),
+            "n_params": float(sum(p.numel() for p in model.parameters())),
+            "train_seconds": time.perf_counter() - started}
+
+
+def train_toy(params: TrainToy, device: torch.device,
+              progress: bool = True) -> tuple[LlamaForCausalLM, PreTrainedTokenizerFast, dict]:
+    """Train the induction model. Returns it in eval mode, its tokenizer and metrics measured on held-out
+    sequences: second/first copy accuracy, chance accuracy, every head's previous-token and
+    prefix-matching scores (`heads`), the best of each in layers 0 and 1, final train loss, size, time."""
+    tokenizer = build_toy_tokenizer()
+    model = init_model(params)
+    vocab_size = model.config.vocab_size
+    assert vocab_size == len(tokenizer), "tokenizer and config disagree on the vocabulary"
+    gen = torch.Generator().manual_seed(train_seed(params))
+    fitted = fit(model, params, lambda step: induction_batch(gen, params.batch_size, params, vocab_size).tokens,
+                 device, progress, "train_toy")
+    metrics: dict = induction_accuracy(model, params, params.eval_sequences, eval_seed(params), device)
+    metrics.update(circuit_metrics(model, params, device))
+    metrics.update(fitted)
     return model, tokenizer, metrics
+
+
+def circuit_metrics(model: PreTrainedModel, params: TrainToy, device: torch.device) -> dict:
+    """Every head's scores, and the best previous-token head of layer 0 and prefix-matching head of the
+    last layer (the two halves of the induction circuit)."""
+    scores = head_scores(model, params.score_sequences, params.score_length, score_seed(params), device)
+    prev_head, prev = scores.best("previous_token", 0)
+    last = scores.previous_token.shape[0] - 1
+    match_head, match = scores.best("prefix_matching", last)
+    return {"heads": scores.metrics(), "previous_token_head": f"L0H{prev_head}", "previous_token_score": prev,
+            "induction_head": f"L{last}H{match_head}", "prefix_matching_score": match}

@@ -1,8 +1,8 @@
-"""Register a trained GPT-2 directory (the toy model) as an MLflow pyfunc model and move an alias to it.
+"""Register a trained causal LM directory (the toy model) as an MLflow pyfunc model and move an alias to it.
 
     mlflow.pyfunc.load_model("models:/<study>-toy@latest").predict(["the dog sleeps . the dog"])
 
-The pyfunc is models-from-code (`gpt2_pyfunc.py`): no pickled Python object, only safetensors weights,
+The pyfunc is models-from-code (`causal_lm_pyfunc.py`): no pickled Python object, only safetensors weights,
 the config as `cfg.json` and the tokenizer files, loaded with transformers and no hub access.
 """
 
@@ -18,7 +18,7 @@ from cortexlens.tracking.run import NullRun, TrackedRun, fluent_uris
 if TYPE_CHECKING:
     from cortexlens.config import Study
 
-CODE = Path(__file__).with_name("gpt2_pyfunc.py")
+CODE = Path(__file__).with_name("causal_lm_pyfunc.py")
 WEIGHTS, CONFIG = "model.safetensors", "config.json"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json",
                    "merges.txt", "added_tokens.json", "chat_template.jinja")
@@ -35,10 +35,10 @@ def register_toy(study: Study, model_dir: Path, run: NullRun) -> str | None:
     if not isinstance(run, TrackedRun):
         return None
     name = toy_model_name(study.params.study)
-    return register_gpt2(Path(model_dir), run, name, study.params.tracking.alias)
+    return register_causal_lm(Path(model_dir), run, name, study.params.tracking.alias)
 
 
-def register_gpt2(model_dir: Path, run: TrackedRun, name: str, alias: str) -> str:
+def register_causal_lm(model_dir: Path, run: TrackedRun, name: str, alias: str) -> str:
     with tempfile.TemporaryDirectory(prefix="cortexlens-model-") as tmp:
         artifacts = _artifacts(model_dir, Path(tmp))
         return register_pyfunc(run, name, alias, "toy", CODE, artifacts, EXAMPLE, _requirements())
@@ -65,7 +65,7 @@ def _artifacts(model_dir: Path, tmp: Path) -> dict[str, str]:
     """The pyfunc's artifacts: weights and cfg.json as files, the tokenizer files in one directory."""
     for required in (WEIGHTS, CONFIG, "tokenizer_config.json"):
         if not (model_dir / required).is_file():
-            raise FileNotFoundError(f"{model_dir / required}: missing; is {model_dir} a saved GPT-2 model?")
+            raise FileNotFoundError(f"{model_dir / required}: missing; is {model_dir} a saved causal LM?")
     shutil.copyfile(model_dir / CONFIG, tmp / "cfg.json")
     tokenizer = tmp / "tokenizer"
     tokenizer.mkdir()

@@ -43,6 +43,7 @@ def report(tmp_path_factory, tiny_model):
                    hooks=["resid_pre", "resid_post", "mlp_post"], layers="all")
     _measure_sparsity(model, root / "store")
     _probe_tense(model, root / "store")
+    _toy_heads(model, root / "store")
     toy = root / "train_toy.json"
     toy.write_text(json.dumps({"first_copy_accuracy": 0.002, "second_copy_accuracy": 0.95,
                                "chance_accuracy": 0.0015}))
@@ -100,6 +101,21 @@ def _probe_tense(model, store: Path) -> None:
     n = model.dims.n_layers
     writer.write_unit("concept=tense", {"probes": probe_rows("tiny", concept, outcomes, n),
                                         "concept_depth": depth_rows("tiny", concept, outcomes, n, 0.9)})
+    writer.finish()
+
+
+def _toy_heads(model, store: Path) -> None:
+    """train_toy's head scores, measured by the library on the tiny model, written as the stage does."""
+    import torch
+
+    from cortexlens.store.results import ResultWriter
+    from cortexlens.toy.circuit import head_scores
+    from cortexlens.toy.plugin import HEADS_TABLE
+
+    scores = head_scores(model.model, 20, 5, 0, torch.device("cpu"))
+    rows = [{"model": "toy", **row, "n_sequences": 20, "segment_length": 5} for row in scores.rows()]
+    writer = ResultWriter(store / "train_toy", stage="train_toy", item=None, fingerprint="browser-test")
+    writer.write_unit("heads", {HEADS_TABLE: {key: [r[key] for r in rows] for key in rows[0]}})
     writer.finish()
 
 

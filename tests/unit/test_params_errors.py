@@ -191,7 +191,7 @@ def test_valid_params_pass(tmp_path, capsys):
         cli_main(["check", str(path)])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    assert "model minilm: bert, 6 layers, 12 hook points" in out and "model toy: gpt2, 2 layers, 4 hook points" in out
+    assert "model minilm: bert, 6 layers, 12 hook points" in out and "model toy: llama, 2 layers, 4 hook points" in out
 
 
 @pytest.mark.parametrize("stage,args", [("extract", ["--model", "minilm"]), ("train_toy", [])])
