@@ -44,7 +44,7 @@ def half_splits(n_repetitions: int, n_splits: int, seed: int) -> list[np.ndarray
 
 def split_half_ceiling(values: np.ndarray, n_splits: int = 100, seed: int = 0) -> Ceiling:
     """values [n_stimuli, R, N] (NaN: not presented) -> the ceiling of every neuroid."""
-    n_stimuli, n_repetitions, n_neuroids = values.shape
+    _, n_repetitions, n_neuroids = values.shape
     splits = half_splits(n_repetitions, n_splits, seed)
     rs = np.empty((len(splits), n_neuroids))
     for i, a in enumerate(splits):

@@ -125,7 +125,7 @@ class Encoder:
     def run(self, Y: np.ndarray, progress: Callable[[int], None] | None = None) -> EncodingResult:
         """Y [n, N] mean responses -> held-out r per neuroid, its null, alphas and (optionally) weights."""
         s = self.settings
-        n, n_neuroids = Y.shape
+        n_neuroids = Y.shape[1]
         perms = within_group_permutations(self.groups, s.n_permutations, s.seed + 2)
         copies = 1 + s.n_permutations
         block = max(1, s.target_batch // copies)  # neuroids per block, with their permuted copies
@@ -183,8 +183,9 @@ class Encoder:
 
 
 def encode(X: np.ndarray, Y: np.ndarray, groups: np.ndarray, settings: EncodingSettings) -> EncodingResult:
-    """One call: features X [n, p], mean responses Y [n, N], groups [n] -> EncodingResult."""
-    return Encoder(X, groups, settings).run(Y)
+    """One call: features X [n, p], mean responses Y [n, N], groups [n] -> EncodingResult (on one thread)."""
+    with one_thread():
+        return Encoder(X, groups, settings).run(Y)
 
 
 @dataclass(frozen=True)
@@ -198,8 +199,7 @@ class EncodingJob:
 
 
 def run_job(job: EncodingJob, settings: EncodingSettings) -> tuple[str, list[EncodingResult]]:
-    with one_thread():
-        return job.key, [encode(X, Y, g, settings) for X, Y, g in zip(job.X, job.Y, job.groups)]
+    return job.key, [encode(X, Y, g, settings) for X, Y, g in zip(job.X, job.Y, job.groups)]
 
 
 def run_jobs(jobs: list[EncodingJob], settings: EncodingSettings, n_jobs: int = 1

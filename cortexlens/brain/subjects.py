@@ -18,7 +18,13 @@ from cortexlens.brain.ceiling import Ceiling, split_half_ceiling
 from cortexlens.brain.inputs import load_recordings
 from cortexlens.brain.plugin import PlantedSubject, SimulatedSubject
 from cortexlens.brain.recordings import Recording
-from cortexlens.brain.simulate import RoiSpec, implied_r, planted_subject, simulated_subject, stimulus_properties
+from cortexlens.brain.simulate import (
+    RoiSpec,
+    implied_r,
+    planted_subject,
+    simulated_subject,
+    stimulus_properties,
+)
 from cortexlens.errors import ConfigError
 from cortexlens.store.documents import read_documents
 from cortexlens.store.reader import read_pooled
