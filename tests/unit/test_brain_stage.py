@@ -149,6 +149,34 @@ def test_brain_scores_hold_trained_and_random_rows_of_the_model_with_ceilings(st
     assert len(best) == 3
 
 
+def test_the_reports_brain_queries_return_the_views_numbers(study_dir):
+    from cortexlens.report.runner import run_queries
+    from cortexlens.report.spec import load_queries
+
+    store = study_dir[0] / "store"
+    specs = [q for q in load_queries(Path(__file__).resolve().parents[2] / "reports" / "queries") if q.name.startswith("7")]
+    results = {r.spec.name: r.rows for r in run_queries(store, specs)}
+    layers = connect(store).execute("select subject, roi, init, layer, r_normalized, null_normalized_q95, p_value "
+                                    "from brain_layers where features = 'activations'").fetchall()
+    curve = {"trained": "trained", "random": "random init"}
+    expected = {(f"tiny / {s} / {roi}", curve[init], layer): rn for s, roi, init, layer, rn, _, _ in layers}
+    expected |= {(f"tiny / {s} / {roi}", "permutation null, 95th pct (trained)", layer): q
+                 for s, roi, init, layer, _, q, _ in layers if init == "trained"}
+    assert {row[:3]: row[3] for row in results["70_brain_normalized_by_layer"]} == pytest.approx(expected)
+    p = {(f"tiny / {s} ({init})", roi, layer): -np.log10(pv) for s, roi, init, layer, _, _, pv in layers}
+    assert {row[:3]: row[3] for row in results["72_brain_p_values"]} == pytest.approx(p)
+    best = {}
+    for s, roi, init, layer, rn, _, _ in layers:
+        if s == "sim01" and (rn, -layer) > best.get((roi, init), (-1, 0)):
+            best[(roi, init)] = (rn, -layer)
+    table = {(row[2], row[3]): row for row in results["73_brain_best_layers"]
+             if row[1] == "sim01" and row[4] == "activations"}
+    for (roi, init), (rn, minus_layer) in best.items():
+        assert table[(roi, init)][5] == -minus_layer and table[(roi, init)][6] == round(rn, 3)
+    gap = table[("semantic", "trained")][-1]
+    assert gap == pytest.approx(best[("semantic", "trained")][0] - best[("semantic", "random")][0], abs=2e-3)
+
+
 def test_sae_latents_are_a_feature_space_and_weights_are_saved(study_dir):
     root, _ = study_dir
     con = connect(root / "store")
