@@ -32,8 +32,9 @@ def _prefect(server, *args: str, cwd=ROOT, timeout: float = 120) -> subprocess.C
 def test_a_worker_runs_the_deployed_flow(prefect_server, tmp_path):
     pool = "cortexlens"  # the pool prefect.yaml names; the server is private to this test session
     base = small_params()
-    params = make_project(tmp_path / "study", small_params(extract={**base["extract"], "models": ["toy"]},
-                                                           sparsity={**base["sparsity"], "models": ["toy"]}))
+    params = make_project(tmp_path / "study", small_params(extract={**base["extract"], "models": ["toy"], "model_datasets": {}},
+                                                           sparsity={**base["sparsity"], "models": ["toy"]},
+                                                           brain={"models": []}))
     _prefect(prefect_server, "work-pool", "create", pool, "--type", "process")
     _prefect(prefect_server, "deploy", "--name", "study")  # reads prefect.yaml in the repository root
     worker_log = (tmp_path / "worker.log").open("w")

@@ -219,3 +219,27 @@ def test_the_passages_dataset_groups_sentences_of_one_topic():
         assert {d.labels["group"] for d in passage} == {f"p{p:03d}"} and len({d.labels["topic"] for d in passage}) == 1
     assert len({d.text for d in docs}) == 96 and docs == generate_passages(16, 6, seed=1)
     assert docs[0].labels["stimulus_id"] == "0" and docs != generate_passages(16, 6, seed=2)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("null", ["fixed_alpha", "refit"])
+def test_the_permutation_null_is_calibrated_without_a_sentence_level_effect(null):
+    """150 simulated studies where features and responses share only passage-level structure (the
+    within-passage permutation's null): p <= 0.05 must come out in about 5% of them."""
+    rng = np.random.default_rng(1)
+    n, p, n_neuroids, n_groups = 96, 32, 20, 24
+    groups = np.repeat(np.arange(n_groups), n // n_groups)
+    rois = np.array(["r"] * n_neuroids, dtype=object)
+    ones = np.ones(n_neuroids)
+    p_values = []
+    for study in range(150):
+        X = rng.normal(size=(n, p)) + 0.7 * rng.normal(size=(n_groups, p))[groups]
+        passage_means = np.stack([X[groups == g].mean(0) for g in range(n_groups)])
+        Y = rng.normal(size=(n, n_neuroids)) + 0.8 * (passage_means @ rng.normal(size=(p, n_neuroids)) / np.sqrt(p))[groups]
+        settings = EncodingSettings(folds=4, n_permutations=49, null=null, seed=study, weights=False, dtype="float64")
+        result = encode(X, Y, groups, settings)
+        [s] = summarize(rois, result.r, result.null_r, ones, normalize(result.r, ones, 0.1))
+        p_values.append(s.p_value)
+    p_values = np.array(p_values)
+    print(null, "P(p <= 0.05) =", np.mean(p_values <= 0.05), "mean p =", p_values.mean())
+    assert np.mean(p_values <= 0.05) <= 0.1 and 0.4 < p_values.mean() < 0.6
