@@ -69,6 +69,8 @@ def _subject_problems(study: Study, i: int, subject, scored: list[str]) -> list[
     key = f"brain.subjects[{i}]"
     models = scored + [c for c in (control_of(study, m)[0] for m in scored) if c is not None]
     problems = _extracted_for(study, subject.dataset, models, key)
+    if not problems:
+        problems += _group_problems(study, subject.dataset, key)
     if isinstance(subject, PlantedSubject):
         problems += _planted_problems(study, subject, key)
     if isinstance(subject, PlantedSubject | SimulatedSubject) and subject.repetitions < 2 \
@@ -114,6 +116,15 @@ def stimuli_of(study: Study, dataset: str) -> tuple[list[str], list[str]]:
         ids.append(stimulus)
         groups.append(doc.labels.get(section.group_field, stimulus))
     return ids, groups
+
+
+def _group_problems(study: Study, dataset: str, key: str) -> list[str]:
+    _, groups = stimuli_of(study, dataset)
+    if len(set(groups)) < 2:
+        field = study.params.brain.group_field
+        return [f"{key}.dataset: the stimuli of {dataset!r} form {len(set(groups))} group (label {field!r}); "
+                f"cross-validation over groups needs at least 2 (see brain.group_field)"]
+    return []
 
 
 def _check_recording(study: Study, subject, key: str) -> None:

@@ -9,7 +9,8 @@ For features X [n, p] of n stimuli, mean responses Y [n, N] and each stimulus's 
 3. r per neuroid = Pearson r of prediction and response over a fold's test rows, averaged over folds
    (as Brain-Score does); r_sd is its spread over folds.
 4. Permutation null: the responses' rows are permuted within groups (`n_permutations` seeded
-   permutations, the same for every neuroid, so neuroids keep their correlations) and run through the
+   permutations, the same for every neuroid, so neuroids keep their correlations; across all stimuli
+   when no stimulus shares a group) and run through the
    same folds. With `null="refit"` each permuted target chooses its own alpha by the same inner CV (the
    exact permutation test of the whole procedure); `"fixed_alpha"` reuses the real neuroid's alpha
    (cheaper by the inner CV's cost). Permuted targets are solved as extra columns of the same
@@ -68,9 +69,12 @@ def grouped_splits(groups: np.ndarray, folds: int, seed: int) -> list[Split]:
 
 
 def within_group_permutations(groups: np.ndarray, n_permutations: int, seed: int) -> np.ndarray:
-    """[n_permutations, n] row orders: each permutes rows only among rows of the same group."""
+    """[n_permutations, n] row orders: each permutes rows only among rows of the same group; across all
+    rows when every group is a single stimulus (stimuli without groups), which no permutation could move."""
     rng = np.random.default_rng(seed)
     members = [np.flatnonzero(groups == g) for g in np.unique(groups)]
+    if max(len(rows) for rows in members) == 1:
+        members = [np.arange(len(groups))]
     out = np.empty((n_permutations, len(groups)), dtype=np.int64)
     for k in range(n_permutations):
         for rows in members:

@@ -101,7 +101,8 @@ def _recordings(study: Study, entry, key: str, stimuli: Stimuli) -> list[tuple[R
         # the passage component is signal too (it repeats), so a perfect model reaches this:
         return [(recording, implied_r(sd, entry.repetitions))]
     if isinstance(entry, PlantedSubject):
-        pooled = read_pooled(study.store_dir, entry.model, entry.dataset, entry.hook, entry.layer, entry.pooling)
+        layer = entry.layer % study.model_info(entry.model).n_layers  # -1: the last layer
+        pooled = read_pooled(study.store_dir, entry.model, entry.dataset, entry.hook, layer, entry.pooling)
         if not np.array_equal(pooled.doc_ids, stimuli.doc_ids):
             raise ConfigError(f"{key}: the stored documents of {entry.dataset!r} differ between models")
         recording = planted_subject(entry.name, stimuli.stimulus_ids, pooled.X, entry.n_neuroids, entry.noise,

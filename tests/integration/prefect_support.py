@@ -164,7 +164,7 @@ def _drop_timing(value):
 
 
 def assert_tables_close(ours: dict[str, list[tuple]], theirs: dict[str, list[tuple]], atol: float) -> float:
-    """Equal keys and non-float columns; float vectors within `atol`. Returns the largest difference.
+    """Equal keys and non-float columns; floats and float vectors within `atol`. Returns the largest difference.
 
     Runs with a different number of torch threads per process (Dask workers get one) reduce in a
     different order, so their floats may differ in the last bits.
@@ -181,6 +181,9 @@ def assert_tables_close(ours: dict[str, list[tuple]], theirs: dict[str, list[tup
                     diff = float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
                     largest = max(largest, diff)
                     assert diff <= atol, (view, row_a[:6], diff)
+                elif isinstance(a, float) and isinstance(b, float):  # result tables' scalar floats
+                    largest = max(largest, abs(a - b))
+                    assert abs(a - b) <= atol, (view, row_a[:6], a, b)
                 else:
                     assert a == b, (view, row_a[:6])
     return largest

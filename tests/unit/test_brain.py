@@ -243,3 +243,8 @@ def test_the_permutation_null_is_calibrated_without_a_sentence_level_effect(null
     p_values = np.array(p_values)
     print(null, "P(p <= 0.05) =", np.mean(p_values <= 0.05), "mean p =", p_values.mean())
     assert np.mean(p_values <= 0.05) <= 0.1 and 0.4 < p_values.mean() < 0.6
+
+
+def test_stimuli_without_groups_are_permuted_across_all_stimuli():
+    perms = within_group_permutations(np.arange(30), 5, seed=0)
+    assert all(sorted(p) == list(range(30)) for p in perms) and not any(np.array_equal(p, np.arange(30)) for p in perms)

@@ -292,6 +292,51 @@ def test_a_nifti_whose_mask_shape_differs_is_one_line(bad_study, tmp_path):
     load_study(bad_study([nifti]))  # the matching mask passes (events repeat every stimulus twice)
 
 
+def test_a_parquet_stimuli_table_with_integer_ids_matches_a_recording_with_integer_ids(tmp_path, tiny_model):
+    import pyarrow as pa
+    import pyarrow.compute  # noqa: F401 -- pa.compute
+
+    pq.write_table(pa.table({"stimulus_id": [10, 11, 12, 13], "text": ["a cat", "a dog", "the sun", "a tree"],
+                             "group": ["p1", "p1", "p2", "p2"]}), tmp_path / "stimuli.parquet")
+    pq.write_table(pa.table({"stimulus_id": [10, 11, 12, 14] * 2, "subject": ["S1"] * 8, "neuroid": ["v1"] * 8,
+                             "repetition": [0] * 4 + [1] * 4, "value": [1.0] * 8}), tmp_path / "rec.parquet")
+    params = write_params(tmp_path, tiny_model("gpt2"), [{"kind": "parquet", "path": "rec.parquet", "dataset": "stim"}])
+    data = yaml.safe_load(params.read_text())
+    data["datasets"]["stim"] = {"kind": "parquet", "path": "stimuli.parquet"}
+    params.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError) as err:
+        load_study(params)
+    assert err.value.lines == ["brain.subjects[0].path: rec.parquet: subject S1: stimulus id(s) 14 are not in the "
+                               "stimuli of dataset 'stim' (1 of 4 missing)"]
+    from cortexlens.brain.checks import stimuli_of
+
+    table = pq.read_table(tmp_path / "rec.parquet")
+    pq.write_table(table.filter(pa.compute.not_equal(table["stimulus_id"], 14)), tmp_path / "rec.parquet")
+    study = load_study(params, require=("brain",))
+    assert stimuli_of(study, "stim") == (["10", "11", "12", "13"], ["p1", "p1", "p2", "p2"])
+
+
+def test_stimuli_in_one_group_are_one_line(bad_study):
+    params = bad_study([SIMULATED])
+    data = yaml.safe_load(params.read_text())
+    data["datasets"]["stim"]["n_passages"] = 1
+    params.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError) as err:
+        load_study(params)
+    assert err.value.lines == ["brain.subjects[0].dataset: the stimuli of 'stim' form 1 group (label 'group'); "
+                               "cross-validation over groups needs at least 2 (see brain.group_field)"]
+
+
+def test_the_flow_waits_only_for_the_extractions_a_brain_item_reads(bad_study):
+    from stages.brain import STAGE
+
+    study = load_study(bad_study([SIMULATED]))
+    [spec] = STAGE.specs(study).values()
+    extract_deps = sorted(p.name for p in spec.deps if p.parent.name == "extract")
+    assert extract_deps == ["model=tiny", "model=tiny_random"]
+    assert study.store_dir / "extract" not in spec.deps
+
+
 @pytest.mark.parametrize(("brain", "extract", "line"), [
     ({"models": ["tiny_random"]}, None, None),  # a random model may be scored on its own
     ({"layers": [7]}, None, "brain.layers[0]: layer 7 of resid_post is not extracted for tiny (extracted: 0, 1, 2)"),
