@@ -20,7 +20,8 @@ from tqdm.auto import tqdm
 from cortexlens.brain.encoding import EncodingJob, EncodingSettings, run_jobs
 from cortexlens.brain.plan import FeatureSet, control_of, feature_sets, sae_entries
 from cortexlens.brain.subjects import PreparedSubject, prepare_subjects
-from cortexlens.brain.tables import Context, Scored, layer_rows, score_rows, weight_files
+from cortexlens.brain.tables import Context, Scored, layer_rows, score_rows
+from cortexlens.brain.weights import weight_files
 from cortexlens.errors import ConfigError
 from cortexlens.features.sae import SAE, load_sae, sae_folder
 from cortexlens.features.spaces import FeatureSpace, pooled_space, sae_space

@@ -1,8 +1,7 @@
-"""The brain stage's result tables and weight files, from one feature set's encodings of every subject."""
+"""The brain stage's result tables, from one feature set's encodings of every subject."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -81,23 +80,3 @@ def layer_rows(fs: FeatureSet, ctx: Context, scored: list[Scored]) -> pa.Table:
 
 def _nullable(values: np.ndarray) -> list:
     return [None if not np.isfinite(v) else float(v) for v in np.asarray(values, dtype=np.float64)]
-
-
-def weight_files(fs: FeatureSet, ctx: Context, scored: list[Scored]) -> dict[str, bytes]:
-    """weights/<unit>.safetensors (per subject: coef [p, N], intercept, x_mean, x_scale, alpha) and a .json."""
-    from safetensors.numpy import save
-
-    tensors, meta = {}, {"model": ctx.model, "init": fs.init, "features": fs.features,
-                         "features_model": fs.store_model, "hook_name": fs.point.name, "pooling": ctx.dataset_pooling,
-                         "prediction": "X @ coef + intercept (X: the pooled features, in their own units)",
-                         "subjects": {}}
-    for item in scored:
-        name = item.subject.recording.subject
-        for k, v in item.result.weights.items():
-            tensors[f"{name}/{k}"] = np.ascontiguousarray(v)
-        meta["subjects"][name] = {"neuroids": item.subject.recording.neuroids.tolist(),
-                                  "rois": item.subject.recording.rois.tolist(), "dataset": item.subject.dataset}
-    if not tensors:
-        return {}
-    return {f"weights/{fs.unit}.safetensors": save(tensors),
-            f"weights/{fs.unit}.json": json.dumps(meta, indent=1).encode()}

@@ -184,11 +184,22 @@ def test_sae_latents_are_a_feature_space_and_weights_are_saved(study_dir):
     assert rows == [(1, "resid_post", "trained")]
     weights = sorted(p.name for p in (root / "store" / "brain" / "tiny" / "weights").iterdir())
     assert "init=trained-features=sae=tiny-topk-hook=resid_post-layer=1.safetensors" in weights
-    from safetensors.numpy import load_file
+    from cortexlens.brain.weights import load_encoding_weights
+    from cortexlens.store.reader import read_pooled
 
-    tensors = load_file(root / "store" / "brain" / "tiny" / "weights" /
-                        "init=trained-features=activations-hook=resid_post-layer=1.safetensors")
-    assert tensors["planted/coef"].shape == (32, 20) and tensors["sim01/intercept"].shape == (2 * NEUROIDS,)
+    weights = load_encoding_weights(root / "store" / "brain" / "tiny" / "weights" /
+                                    "init=trained-features=activations-hook=resid_post-layer=1.safetensors")
+    planted = weights["planted"]
+    assert planted.coef.shape == (32, 20) and weights["sim01"].intercept.shape == (2 * NEUROIDS,)
+    assert planted.meta["hook_name"] == "blocks.1.hook_resid_post" and planted.rois == ["planted"] * 20
+    # reused on the stored features, the weights predict the planted responses (in-sample: above the held-out r)
+    from cortexlens.brain.simulate import planted_subject
+
+    X = read_pooled(root / "store", "tiny", "stim", "resid_post", 1).X
+    truth = planted_subject("planted", [str(i) for i in range(len(X))], X, 20, 1.0, 4, seed=0).mean
+    predicted = planted.predict(X)
+    r = [np.corrcoef(predicted[:, j], truth[:, j])[0, 1] for j in range(20)]
+    assert np.median(r) > implied_r(1.0, 4) - 0.02
 
 
 def test_an_interrupted_run_resumes_without_refitting_finished_feature_sets(study_dir, tmp_path, monkeypatch):
