@@ -1,8 +1,10 @@
 -- section: Brain alignment
--- title: Permutation p-values per layer and region (-log10 p)
--- chart: heatmap x=layer y=region value=minus_log10_p facet=panel
--- note: p = (1 + permutations whose median r reaches the observed one) / (1 + permutations), the responses permuted within passages (the stimulus-response pairing broken, the passage structure kept). With 100 permutations the smallest p is 1/101 (-log10 p = 2.0); 1.3 is p = 0.05.
-select model || ' / ' || subject || ' (' || init || ')' as panel, roi as region, layer, -log10(p_value) as minus_log10_p
+-- title: Permutation p-values per layer and region, trained vs random init
+-- note: p = (1 + permutations whose median r reaches the observed one) / (1 + permutations), the responses permuted within passages (the stimulus-response pairing broken, the passage structure kept); the smallest possible p is 1 / (1 + permutations). Listed layer: p, from the first layer to the last.
+select model, subject, roi, init, features, any_value(n_permutations) as permutations,
+       round(1.0 / (1 + any_value(n_permutations)), 4) as smallest_p,
+       string_agg(layer || ': ' || round(p_value, 4), ', ' order by layer) as p_by_layer
 from brain_layers
-where features = 'activations' and hook = 'resid_post' and p_value is not null
-order by panel, region, layer
+where hook = 'resid_post' and p_value is not null
+group by model, subject, roi, init, features
+order by model, subject, roi, init desc, features

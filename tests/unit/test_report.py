@@ -286,6 +286,6 @@ def test_stage_run_writes_report_and_metrics(tmp_path, store):
     # the position heatmap keeps positions with >= 20 tokens: none in a 5-token store
     # empty: the position heatmap, the two sparsity, two probe and four brain queries (the planted store
     # has no results)
-    assert (metrics["figures"], metrics["tables"], metrics["empty_queries"]) == (3 + 1, 3 + 1, 1 + 2 + 2 + 4)
+    assert (metrics["figures"], metrics["tables"], metrics["empty_queries"]) == (3 + 1, 3 + 2, 1 + 2 + 2 + 4)
     assert json.loads((tmp_path / "out" / "metrics" / "report.json").read_text()) == metrics
     assert "<h1>stage-test</h1>" in (tmp_path / "out" / "index.html").read_text()
