@@ -200,9 +200,10 @@ class RidgeGeometry:
 
 
 def pearson_columns(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """[T] Pearson r of each column pair of a, b [n, T]; 0 where either column is constant."""
+    """[T] Pearson r of each column pair of a, b [n, T]; 0 where either column is constant; within [-1, 1]
+    (float32 rounding can otherwise put an exact copy a hair above 1)."""
     a = a - a.mean(0)
     b = b - b.mean(0)
     norm = torch.sqrt((a * a).sum(0) * (b * b).sum(0))
     r = (a * b).sum(0) / torch.where(norm > 0, norm, 1.0)
-    return torch.where(norm > 0, r, torch.zeros_like(r))
+    return torch.where(norm > 0, r, torch.zeros_like(r)).clamp(-1.0, 1.0)
