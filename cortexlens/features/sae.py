@@ -5,6 +5,8 @@ W_dec [d_sae, d_in], b_dec [d_in] and, for JumpReLU, threshold [d_sae]. The hook
 `metadata.hook_name` (SAELens 6; top-level `hook_name` in older folders), a TransformerLens name
 (`blocks.3.hook_resid_post`); the model is `metadata.model_name` (or `model_name`) when present.
 
+torch is imported only to load or encode, so the params check can read cfg.json without it.
+
 Encoding follows SAELens (`sae_lens/saes/*.py`): x -> optional input normalisation
 (`normalize_activations`: none, constant_norm_rescale, layer_norm) -> x - b_dec (when
 `apply_b_dec_to_input`, the default) -> pre = x @ W_enc + b_enc, then
@@ -21,10 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
+from typing import TYPE_CHECKING
 
 from cortexlens.errors import ConfigError
 from cortexlens.models.hooks import HookPoint, UnknownHookError, parse_hook
+
+if TYPE_CHECKING:
+    import torch
 
 CFG, WEIGHTS = "cfg.json", "sae_weights.safetensors"
 ARCHITECTURES = ("standard", "topk", "jumprelu")
@@ -56,10 +61,16 @@ class SAE:
     def d_sae(self) -> int:
         return self.W_enc.shape[1]
 
-    @torch.no_grad()
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """x [..., d_in] -> latents [..., d_sae] (float32)."""
-        x = x.to(self.W_enc.dtype)
+        import torch
+
+        with torch.no_grad():
+            return self._encode(x.to(self.W_enc.dtype))
+
+    def _encode(self, x: torch.Tensor) -> torch.Tensor:
+        import torch
+
         if self.normalize_activations == "constant_norm_rescale":
             x = x * (self.d_in ** 0.5) / x.norm(dim=-1, keepdim=True)
         elif self.normalize_activations == "layer_norm":
