@@ -122,8 +122,8 @@ def _group_problems(study: Study, dataset: str, key: str) -> list[str]:
     _, groups = stimuli_of(study, dataset)
     if len(set(groups)) < 2:
         field = study.params.brain.group_field
-        return [f"{key}.dataset: the stimuli of {dataset!r} form {len(set(groups))} group (label {field!r}); "
-                f"cross-validation over groups needs at least 2 (see brain.group_field)"]
+        return [(f"{key}.dataset: the stimuli of {dataset!r} form {len(set(groups))} group (label {field!r}); "
+                f"cross-validation over groups needs at least 2 (see brain.group_field)")]
     return []
 
 

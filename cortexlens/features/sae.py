@@ -21,9 +21,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cortexlens.errors import ConfigError
 from cortexlens.models.hooks import HookPoint, UnknownHookError, parse_hook

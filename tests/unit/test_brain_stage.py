@@ -308,7 +308,7 @@ def test_a_nifti_whose_mask_shape_differs_is_one_line(bad_study, tmp_path):
 
 def test_a_parquet_stimuli_table_with_integer_ids_matches_a_recording_with_integer_ids(tmp_path, tiny_model):
     import pyarrow as pa
-    import pyarrow.compute  # noqa: F401 -- pa.compute
+    import pyarrow.compute
 
     pq.write_table(pa.table({"stimulus_id": [10, 11, 12, 13], "text": ["a cat", "a dog", "the sun", "a tree"],
                              "group": ["p1", "p1", "p2", "p2"]}), tmp_path / "stimuli.parquet")
@@ -320,8 +320,8 @@ def test_a_parquet_stimuli_table_with_integer_ids_matches_a_recording_with_integ
     params.write_text(yaml.safe_dump(data))
     with pytest.raises(ConfigError) as err:
         load_study(params)
-    assert err.value.lines == ["brain.subjects[0].path: rec.parquet: subject S1: stimulus id(s) 14 are not in the "
-                               "stimuli of dataset 'stim' (1 of 4 missing)"]
+    assert err.value.lines == [("brain.subjects[0].path: rec.parquet: subject S1: stimulus id(s) 14 are not in the "
+                               "stimuli of dataset 'stim' (1 of 4 missing)")]
     from cortexlens.brain.checks import stimuli_of
 
     table = pq.read_table(tmp_path / "rec.parquet")
@@ -337,8 +337,8 @@ def test_stimuli_in_one_group_are_one_line(bad_study):
     params.write_text(yaml.safe_dump(data))
     with pytest.raises(ConfigError) as err:
         load_study(params)
-    assert err.value.lines == ["brain.subjects[0].dataset: the stimuli of 'stim' form 1 group (label 'group'); "
-                               "cross-validation over groups needs at least 2 (see brain.group_field)"]
+    assert err.value.lines == [("brain.subjects[0].dataset: the stimuli of 'stim' form 1 group (label 'group'); "
+                               "cross-validation over groups needs at least 2 (see brain.group_field)")]
 
 
 def test_the_flow_waits_only_for_the_extractions_a_brain_item_reads(bad_study):
