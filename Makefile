@@ -38,6 +38,8 @@ demo: $(STAMP)
 	@echo "  MLflow runs        .venv/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --port 5000"
 	@echo "                     then http://127.0.0.1:5000 (experiment cortexlens-default; model cortexlens-default-toy@current)"
 	$(BIN)/cortexlens sql "select model, count(*) as activation_rows, count(distinct doc_id) as documents from activations group by model order by model"
+	@echo "Brain alignment: best layer per region of the simulated subject, trained vs random init (normalised score, p):"
+	$(BIN)/cortexlens sql "select model, roi, init, arg_max(layer, r_normalized) as best_layer, round(max(r_normalized), 3) as score, round(arg_max(p_value, r_normalized), 4) as p from brain_layers where features = 'activations' group by all order by model, roi, init desc"
 
 # HF_HUB_OFFLINE: tests use only local models and must never wait on the network.
 # Test files run in parallel (pytest-xdist, one file per worker): much of the integration tests' time is
@@ -58,6 +60,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/extract.py
 	$(BIN)/python bench/extract_memory.py
 	$(BIN)/python bench/reader.py
+	$(BIN)/python bench/brain.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check cortexlens stages flows tests bench

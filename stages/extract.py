@@ -2,7 +2,8 @@
 
     python -m stages.extract --model minilm
 
-Writes <store>/extract/model=<model>/dataset=<d>/ for each dataset of `extract.datasets`, and the
+Writes <store>/extract/model=<model>/dataset=<d>/ for each dataset of `extract.datasets` (or the
+model's `extract.model_datasets` entry), and the
 metrics file dvc.yaml declares. Resumes an interrupted run. With tracking on, the run is recorded in
 MLflow as `extract@<model>` with the model's and datasets' fingerprints.
 """
@@ -28,12 +29,13 @@ def run(ctx: StageContext) -> dict[str, Any]:
     if model_name not in params.models:
         raise ConfigError(f"--model: {model_name!r} is not in extract.models ({', '.join(params.models)})")
     points = study.hook_points(model_name)
+    datasets = params.datasets_of(model_name)
     # Open every dataset before loading the model: a bad file fails before anything is written.
-    sources = [open_dataset(name, study.params.datasets[name], study.root) for name in params.datasets]
+    sources = [open_dataset(name, study.params.datasets[name], study.root) for name in datasets]
     ctx.tracked.log_inputs({f"datasets.{source.name}": source.fingerprint for source in sources})
     loaded = ctx.load_model(model_name)
     model_dir = layout.model_dir(study.store_dir, model_name)
-    _remove_unlisted_datasets(model_dir, params.datasets)
+    _remove_unlisted_datasets(model_dir, datasets)
     metrics: dict[str, Any] = {"model": model_name, "hook_points": len(points), "datasets": {}, "timings": {}}
     for source in sources:
         out_dir = layout.extraction_dir(study.store_dir, model_name, source.name)

@@ -58,6 +58,11 @@ class ModelSpec(Strict):
     """Compute dtype the weights are loaded in."""
     attn_implementation: Literal["eager", "sdpa"] | None = None
     """None keeps the transformers default (sdpa)."""
+    init: Literal["trained", "random"] = "trained"
+    """`random`: the source's architecture (its config.json) and tokenizer with freshly initialised
+    weights (transformers' own initialisation, seeded by `init_seed`): the untrained control of a model."""
+    init_seed: int | None = None
+    """Seed of the random initialisation; default: the study's `seed`."""
 
     @field_validator("source")
     @classmethod
@@ -155,8 +160,20 @@ class HuggingFaceDataset(Strict):
     n_docs: PositiveInt | None = 5000
 
 
-DatasetSpec = Annotated[BuiltinCorpus | RepeatsDataset | ConceptsDataset | FileDataset | HuggingFaceDataset,
-                        Field(discriminator="kind")]
+class PassagesDataset(Strict):
+    """Sentence stimuli grouped in passages (`cortexlens.data.passages`), as brain-alignment studies present
+    them: each passage is sentences of one topic from the built-in grammar, labelled `stimulus_id` and
+    `group` (the passage) besides the grammar's own labels."""
+
+    kind: Literal["passages"]
+    n_passages: PositiveInt = 48
+    """Passages, spread evenly over the grammar's eight topics."""
+    sentences_per_passage: PositiveInt = 8
+    seed: int = 0
+
+
+DatasetSpec = Annotated[BuiltinCorpus | RepeatsDataset | ConceptsDataset | PassagesDataset | FileDataset
+                        | HuggingFaceDataset, Field(discriminator="kind")]
 
 
 class ToyArchitecture(Strict):
@@ -227,6 +244,9 @@ class Extract(Strict):
     """Names from the `models` section."""
     datasets: list[Name] = Field(min_length=1)
     """Names from the `datasets` section."""
+    model_datasets: dict[Name, list[Name]] = Field(default_factory=dict)
+    """Per-model override of `datasets` (model: [datasets]), e.g. a random-init control extracted on the
+    brain stimuli only; models not listed extract every dataset of `datasets`."""
     hooks: list[str | HookEntry] = Field(default_factory=lambda: ["resid_post"], min_length=1)
     """Aliases (`resid_post`, `attn_z`, `mlp_post`, ...), canonical names (`blocks.3.hook_resid_post`),
     raw module paths (`module:transformer.h.3.mlp`), or {hook, layers} mappings."""
@@ -243,6 +263,10 @@ class Extract(Strict):
     """Rows buffered per hook before a Parquet row group is written; bounds memory."""
     pooling: list[Literal["mean", "first", "last"]] = Field(default_factory=lambda: ["mean", "last"])
     compression: Literal["zstd", "snappy", "lz4", "none"] = "zstd"
+
+    def datasets_of(self, model: str) -> list[str]:
+        """The datasets extracted for `model`: its `model_datasets` entry, else `datasets`."""
+        return list(self.model_datasets.get(model, self.datasets))
 
 
 class Tracking(Strict):

@@ -54,6 +54,13 @@ def _check_names(key: str, names: list[str], defined: dict, section: str, what: 
 def check_extract(extract: Extract, params: Params, model_info: InfoFn) -> list[str]:
     problems = _check_names("extract.models", extract.models, params.models, "models", "model")
     problems += _check_names("extract.datasets", extract.datasets, params.datasets, "datasets", "dataset")
+    for model, names in extract.model_datasets.items():
+        if model not in extract.models:
+            problems.append(f"extract.model_datasets.{model}: {model!r} is not in extract.models "
+                            f"({', '.join(extract.models)})")
+        if not names:
+            problems.append(f"extract.model_datasets.{model}: lists no dataset")
+        problems += _check_names(f"extract.model_datasets.{model}", names, params.datasets, "datasets", "dataset")
     for name in dict.fromkeys(m for m in extract.models if m in params.models):
         try:
             info = model_info(name)

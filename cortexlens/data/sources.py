@@ -21,11 +21,13 @@ from cortexlens.config.schema import (
     DatasetSpec,
     FileDataset,
     HuggingFaceDataset,
+    PassagesDataset,
     RepeatsDataset,
     project_path,
 )
 from cortexlens.data.concepts import CONCEPTS_VERSION, generate_concepts
 from cortexlens.data.corpus import CORPUS_VERSION, Document, generate_corpus
+from cortexlens.data.passages import PASSAGES_VERSION, generate_passages
 from cortexlens.data.repeats import generate_repeats
 from cortexlens.errors import DatasetError
 
@@ -56,6 +58,11 @@ def open_dataset(name: str, spec: DatasetSpec, root: Path) -> DocumentSource:
         names, n, seed = list(spec.concepts), spec.n_per_concept, spec.seed
         return DocumentSource(name, len(names) * n, f"concepts/{CONCEPTS_VERSION}:{','.join(names)}:{n}:{seed}",
                               lambda: iter(generate_concepts(names, n, seed)))
+    if isinstance(spec, PassagesDataset):
+        shape = (spec.n_passages, spec.sentences_per_passage, spec.seed)
+        return DocumentSource(name, spec.n_passages * spec.sentences_per_passage,
+                              f"passages/{PASSAGES_VERSION}/{CORPUS_VERSION}:" + ":".join(map(str, shape)),
+                              lambda: iter(generate_passages(*shape)))
     if isinstance(spec, FileDataset):
         return _open_file(name, spec, project_path(root, spec.path))
     if isinstance(spec, HuggingFaceDataset):

@@ -32,10 +32,13 @@ def load_for_study(study: Study, model_name: str) -> LoadedModel:
         raise ConfigError(f"models: {model_name!r} is not defined (models: {', '.join(models) or 'none'})")
     spec = models[model_name]
     resolved = study.model_source(model_name)
+    init_seed = study.params.seed if spec.init_seed is None else spec.init_seed
     # Seeded before loading: weights a checkpoint lacks (a fresh head) are initialised reproducibly.
     with seeded(study.params.seed):  # weights a checkpoint lacks are initialised reproducibly
         model = load_hooked_model(model_name, resolved, resolve_device(study.params.device), spec.dtype,
-                                  spec.attn_implementation)
-    identity = ModelIdentity(model_name, spec.source, fingerprint(resolved, model.config), spec.dtype,
-                             spec.attn_implementation)
+                                  spec.attn_implementation, spec.init, init_seed)
+    revision = fingerprint(resolved, model.config)
+    if spec.init == "random":  # its own model in the store: the source's architecture, none of its weights
+        revision = f"random-init:seed={init_seed}:{revision}"
+    identity = ModelIdentity(model_name, spec.source, revision, spec.dtype, spec.attn_implementation)
     return LoadedModel(model, identity)

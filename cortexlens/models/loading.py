@@ -68,17 +68,25 @@ _LOAD_LOCK = threading.Lock()
 
 
 def load_hooked_model(name: str, resolved: ResolvedSource, device: torch.device, dtype: str = "float32",
-                      attn_implementation: str | None = None) -> HookedModel:
-    """Load weights and tokenizer, unmodified, and wrap them with named hook points."""
+                      attn_implementation: str | None = None, init: str = "trained",
+                      init_seed: int = 0) -> HookedModel:
+    """Load weights and tokenizer, unmodified, and wrap them with named hook points.
+
+    `init="random"` builds the same architecture from its config with freshly initialised weights
+    (transformers' own `_init_weights`, under `torch.manual_seed(init_seed)`): the untrained control of a
+    model, with the trained model's tokenizer. The same seed gives the same weights."""
     key = f"models.{name}.source"
     config = load_config(resolved, key)
-    kwargs: dict = {"revision": resolved.revision, "local_files_only": resolved.is_local,
-                    "dtype": TORCH_DTYPES[dtype]}
+    kwargs: dict = {"dtype": TORCH_DTYPES[dtype]}
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
     try:
         with _LOAD_LOCK:
-            model = model_class(config).from_pretrained(resolved.location, **kwargs).to(device)
+            if init == "random":
+                model = _randomly_initialised(config, init_seed, kwargs).to(device)
+            else:
+                model = model_class(config).from_pretrained(resolved.location, revision=resolved.revision,
+                                                            local_files_only=resolved.is_local, **kwargs).to(device)
             tokenizer = AutoTokenizer.from_pretrained(resolved.location, revision=resolved.revision,
                                                       local_files_only=resolved.is_local)
     except (OSError, ValueError) as err:
@@ -87,6 +95,16 @@ def load_hooked_model(name: str, resolved: ResolvedSource, device: torch.device,
         # Pad positions are masked and never stored, so any existing token id serves as padding.
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token or tokenizer.bos_token
     return HookedModel(name, model, tokenizer, device)
+
+
+def _randomly_initialised(config: PretrainedConfig, seed: int, kwargs: dict) -> torch.nn.Module:
+    from cortexlens.seeding import seeded
+
+    cls = model_class(config)
+    with seeded(seed):  # the global generator, alone (another stage may be initialising weights too)
+        if cls in (AutoModel, AutoModelForCausalLM):
+            return cls.from_config(config, **kwargs)
+        return cls._from_config(config, **kwargs)
 
 
 def fingerprint(resolved: ResolvedSource, config: PretrainedConfig) -> str:

@@ -80,17 +80,23 @@ def small_params(**overrides) -> dict:
         "paths": {"store": "data/store", "models": "data/models", "reports": "reports"},
         "device": "auto",
         "report": {"queries": "reports/queries"},
-        "models": {"minilm": "minilm", "toy": "toy"},
-        "datasets": {"corpus": {"kind": "builtin", "n_docs": 24}},
+        "models": {"minilm": "minilm", "toy": "toy", "toy_random": {"source": "toy", "init": "random"}},
+        "datasets": {"corpus": {"kind": "builtin", "n_docs": 24},
+                     "stim": {"kind": "passages", "n_passages": 6, "sentences_per_passage": 4}},
         "train_toy": {"d_model": 64, "n_heads": 2, "d_mlp": 128, "n_ctx": 24, "min_repeat": 3, "max_repeat": 10,
                       "steps": 30, "batch_size": 16, "eval_sequences": 32},
-        "extract": {"models": ["minilm", "toy"], "datasets": ["corpus"], "hooks": ["resid_post", "mlp_post"],
-                    "layers": [0, -1], "batch_size": 8, "shard_rows": 64},
+        "extract": {"models": ["minilm", "toy", "toy_random"], "datasets": ["corpus", "stim"],
+                    "model_datasets": {"minilm": ["corpus"], "toy_random": ["stim"]},
+                    "hooks": ["resid_post", "mlp_post"], "layers": [0, -1], "batch_size": 8, "shard_rows": 64},
         # dvc.yaml's analysis stages interpolate their sections (a matrix over `[]` runs nothing): the
         # probes have their own tests (tests/unit/test_probes.py), sparsity runs here.
         "probe": {"models": []},
         "sparsity": {"models": ["minilm", "toy"], "sample_tokens": 256, "eval_docs": 16, "sweep": [0.0, 0.2],
                      "topk": [0.25]},
+        # the toy against a simulated subject, with its random-init control (toy_random)
+        "brain": {"models": ["toy"], "folds": 3, "n_permutations": 9, "n_jobs": 1,
+                  "subjects": [{"kind": "simulated", "dataset": "stim", "rois": {
+                      "r1": {"drivers": {"semantic": 1.0}, "noise": 1.0, "n_neuroids": 8}}}]},
     }
     params.update(overrides)
     return params
@@ -143,7 +149,7 @@ def tables(project: Path) -> dict[str, list[tuple]]:
     con = connect(project / "data" / "store")
     return {view: con.execute(f"select * exclude (labels) from {view} order by all").fetchall()
             if view == "documents" else con.execute(f"select * from {view} order by all").fetchall()
-            for view in ("documents", "tokens", "activations", "pooled")}
+            for view in ("documents", "tokens", "activations", "pooled", "brain_layers")}
 
 
 def metrics(project: Path) -> dict[str, dict]:
@@ -157,7 +163,7 @@ def metrics(project: Path) -> dict[str, dict]:
 
 
 def assert_tables_close(ours: dict[str, list[tuple]], theirs: dict[str, list[tuple]], atol: float) -> float:
-    """Equal keys and non-float columns; float vectors within `atol`. Returns the largest difference.
+    """Equal keys and non-float columns; floats and float vectors within `atol`. Returns the largest difference.
 
     Runs with a different number of torch threads per process (Dask workers get one) reduce in a
     different order, so their floats may differ in the last bits.
@@ -174,6 +180,9 @@ def assert_tables_close(ours: dict[str, list[tuple]], theirs: dict[str, list[tup
                     diff = float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
                     largest = max(largest, diff)
                     assert diff <= atol, (view, row_a[:6], diff)
+                elif isinstance(a, float) and isinstance(b, float):  # result tables' scalar floats
+                    largest = max(largest, abs(a - b))
+                    assert abs(a - b) <= atol, (view, row_a[:6], a, b)
                 else:
                     assert a == b, (view, row_a[:6])
     return largest

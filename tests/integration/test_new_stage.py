@@ -146,7 +146,11 @@ def project(tmp_path_factory):
     for name in ("cortexlens", "stages", "flows", "reports/queries"):
         shutil.copytree(ROOT / name, directory / name, ignore=ignore)
     shutil.copy(ROOT / "dvc.yaml", directory / "dvc.yaml")
-    params = small_params(study="newstage", tracking={"uri": "sqlite:///mlflow.db"})
+    base = small_params()
+    # The corpus only, without the brain stage's stimuli and random-init control: norms counts documents per layer.
+    params = small_params(study="newstage", tracking={"uri": "sqlite:///mlflow.db"}, brain={"models": []},
+                          extract={**base["extract"], "models": ["minilm", "toy"], "datasets": ["corpus"],
+                                   "model_datasets": {}})
     (directory / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     (directory / ".gitignore").write_text("data/\nreports/metrics/\nreports/plots/\nreports/index.html\n"
                                           "mlflow.db\nmlruns/\n.prefect/\n.dvc/tmp/\n")

@@ -44,6 +44,7 @@ def report(tmp_path_factory, tiny_model):
     _measure_sparsity(model, root / "store")
     _probe_tense(model, root / "store")
     _toy_heads(model, root / "store")
+    _brain_alignment(tiny_model("gpt2"), root / "store")
     toy = root / "train_toy.json"
     toy.write_text(json.dumps({"first_copy_accuracy": 0.002, "second_copy_accuracy": 0.95,
                                "chance_accuracy": 0.0015}))
@@ -116,6 +117,43 @@ def _toy_heads(model, store: Path) -> None:
     rows = [{"model": "toy", **row, "n_sequences": 20, "segment_length": 5} for row in scores.rows()]
     writer = ResultWriter(store / "train_toy", stage="train_toy", item=None, fingerprint="browser-test")
     writer.write_unit("heads", {HEADS_TABLE: {key: [r[key] for r in rows] for key in rows[0]}})
+def _brain_alignment(model_dir: Path, store: Path) -> None:
+    """The brain stage's results for the tiny model and its random-init copy (extracted here) against a
+    simulated subject of the corpus sentences (grouped by topic), fit by the library, written as the stage does."""
+    import numpy as np
+    import torch
+
+    from cortexlens.brain.ceiling import split_half_ceiling
+    from cortexlens.brain.encoding import EncodingSettings, encode
+    from cortexlens.brain.plan import FeatureSet
+    from cortexlens.brain.simulate import DEFAULT_ROIS, simulated_subject, stimulus_properties
+    from cortexlens.brain.subjects import PreparedSubject
+    from cortexlens.brain.tables import Context, Scored, layer_rows, score_rows
+    from cortexlens.models.hooks import HookPoint
+    from cortexlens.models.loading import ResolvedSource, load_hooked_model
+    from cortexlens.store.documents import read_documents
+    from cortexlens.store.reader import read_pooled
+    from cortexlens.store.results import ResultWriter
+
+    random = load_hooked_model("tiny_random", ResolvedSource("local", str(model_dir)), torch.device("cpu"),
+                               init="random", init_seed=1)
+    run_extraction(random, store, generate_corpus(20, 0), hooks=["resid_post"], layers="all")
+    docs = read_documents(store, "tiny", "corpus")
+    ids, groups = [str(d.doc_id) for d in docs], np.array([d.labels["topic"] for d in docs], dtype=object)
+    recording, _ = simulated_subject("sim01", ids, stimulus_properties([d.text for d in docs], [d.labels for d in docs], 0),
+                                     groups, DEFAULT_ROIS, 4, 0.3, 0)
+    subject = PreparedSubject(recording, "corpus", "simulated", np.arange(20), groups,
+                              split_half_ceiling(recording.values), None)
+    context = Context("tiny", "mean", random.dims.n_layers, 0.1, True)
+    writer = ResultWriter(store / "brain" / "tiny", stage="brain", item="tiny", fingerprint="browser-test")
+    for init, store_model in (("trained", "tiny"), ("random", "tiny_random")):
+        for layer in range(random.dims.n_layers):
+            fs = FeatureSet(init, "activations", store_model, HookPoint("resid_post", layer))
+            X = read_pooled(store, store_model, "corpus", "resid_post", layer, "mean").X
+            result = encode(X, recording.mean, groups, EncodingSettings(folds=3, n_permutations=9, weights=False))
+            scored = [Scored(subject, result)]
+            writer.write_unit(fs.unit, {"brain_scores": score_rows(fs, context, scored),
+                                        "brain_layers": layer_rows(fs, context, scored)})
     writer.finish()
 
 

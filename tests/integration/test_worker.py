@@ -61,8 +61,9 @@ def mlflow_server(tmp_path_factory):
 def test_a_worker_runs_the_deployed_flow(prefect_server, mlflow_server, tmp_path):
     pool = "cortexlens"  # the pool prefect.yaml names; the server is private to this test session
     base = small_params()
-    params = make_project(tmp_path / "study", small_params(extract={**base["extract"], "models": ["toy"]},
+    params = make_project(tmp_path / "study", small_params(extract={**base["extract"], "models": ["toy"], "model_datasets": {}},
                                                            sparsity={**base["sparsity"], "models": ["toy"]},
+                                                           brain={"models": []},
                                                            tracking={"uri": mlflow_server.url}))
     _prefect(prefect_server, "work-pool", "create", pool, "--type", "process")
     _prefect(prefect_server, "deploy", "--name", "study")  # reads prefect.yaml in the repository root

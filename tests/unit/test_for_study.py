@@ -44,3 +44,30 @@ def test_unknown_model_is_a_one_line_config_error(tmp_path, tiny_model):
 
 def test_model_identity_is_still_importable_from_the_runner():
     assert RunnerModelIdentity is ModelIdentity
+
+
+def _random_study(tmp_path, directory, **spec) -> Study:
+    params = parse_params({"seed": 3, "device": "cpu", "models": {
+        "trained": {"source": str(directory)},
+        "random": {"source": str(directory), "init": "random", **spec}}})
+    return Study(params, tmp_path / "params.yaml")
+
+
+@pytest.mark.parametrize("family", ["gpt2", "bert"])
+def test_random_init_is_the_same_architecture_with_seeded_fresh_weights(tmp_path, tiny_model, family):
+    directory = tiny_model(family)
+    study = _random_study(tmp_path, directory)
+    trained, random = load_for_study(study, "trained"), load_for_study(study, "random")
+    again = load_for_study(study, "random").model.model.state_dict()
+    other = load_for_study(_random_study(tmp_path, directory, init_seed=4), "random").model.model.state_dict()
+    t, r = trained.model.model.state_dict(), random.model.model.state_dict()
+    assert type(random.model.model) is type(trained.model.model) and t.keys() == r.keys()
+    assert random.model.tokenizer.get_vocab() == trained.model.tokenizer.get_vocab()
+    assert all(torch.equal(r[k], again[k]) for k in r)  # the seed (default: the study's) fixes the weights
+    embedding = next(k for k in r if "embed" in k or k.endswith("wte.weight"))
+    assert not torch.equal(r[embedding], t[embedding]) and not torch.equal(r[embedding], other[embedding])
+    # transformers' own initialisation: normal(0, initializer_range) for embeddings
+    assert r[embedding].std().item() == pytest.approx(random.model.config.initializer_range, rel=0.1)
+    assert random.identity.revision == f"random-init:seed=3:{trained.identity.revision}"
+    assert load_for_study(_random_study(tmp_path, directory, init_seed=4), "random").identity.revision.startswith(
+        "random-init:seed=4:sha256:")

@@ -13,9 +13,9 @@ from cortexlens.cli import main as cli_main
 from tests.tiny_models import save_tiny_model
 
 ROOT = Path(__file__).resolve().parents[2]
-ALLOWED_TOP = ("study, seed, device, paths, models, datasets, train_toy, extract, tracking, report, flow, probe, "
-               "sparsity")
-ALLOWED_EXTRACT = ("models, datasets, hooks, layers, batch_size, max_length, padding_side, store_dtype, "
+ALLOWED_TOP = ("study, seed, device, paths, models, datasets, train_toy, extract, tracking, report, flow, brain, "
+               "probe, sparsity")
+ALLOWED_EXTRACT = ("models, datasets, model_datasets, hooks, layers, batch_size, max_length, padding_side, store_dtype, "
                    "shard_rows, row_group_rows, pooling, compression")
 HOOKS = "resid_pre, attn_z, attn_out, resid_mid, mlp_in, mlp_pre, mlp_post, mlp_out, resid_post"
 
@@ -76,7 +76,8 @@ CASES = [
                                                       "hooks": ["module:transformer.h.7.mlp"]}),
      "extract.hooks[0]: toy has no module 'transformer.h.7.mlp'"),
     ("unknown dataset kind", _with("datasets.corpus", {"kind": "csv"}),
-     "datasets.corpus.kind: unknown kind 'csv' (allowed: 'builtin', 'repeats', 'concepts', 'text', 'jsonl', 'parquet', 'huggingface')"),
+     ("datasets.corpus.kind: unknown kind 'csv' (allowed: 'builtin', 'repeats', 'concepts', 'passages', 'text', 'jsonl', "
+     "'parquet', 'huggingface')")),
     ("dataset file missing", _with("datasets.corpus", {"kind": "text", "path": "data/missing.txt"}),
      "datasets.corpus.path: file not found: data/missing.txt"),
     ("bad device", _with("device", "gpu"), "device: expected auto, cpu, cuda, cuda:N or mps, got 'gpu'"),
@@ -92,6 +93,12 @@ CASES = [
     ("seed too large", _with("train_toy.seed", 2**32), "train_toy.seed: must be <= 4294967295, got 4294967296"),
     ("negative dataset seed", _with("datasets.corpus.seed", -1), "datasets.corpus.seed: must be >= 0, got -1"),
     ("negative analysis seed", _with("probe", {"models": [], "seed": -2}), "probe.seed: must be >= 0, got -2"),
+    ("per-model datasets of a model not extracted", _with("extract.model_datasets", {"gpt2": ["corpus"]}),
+     "extract.model_datasets.gpt2: 'gpt2' is not in extract.models (minilm, toy)"),
+    ("per-model datasets that are not defined", _with("extract.model_datasets", {"toy": ["wiki"]}),
+     "extract.model_datasets.toy[0]: unknown dataset 'wiki' (defined in datasets: corpus)"),
+    ("unknown model init", _with("models.minilm", {"source": "minilm", "init": "untrained"}),
+     "models.minilm.init: expected 'trained' or 'random', got 'untrained'"),
 ]
 
 

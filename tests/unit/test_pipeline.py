@@ -113,12 +113,14 @@ def test_the_default_study_graph_lets_extract_minilm_run_beside_train_toy():
     study = Study(parse_params(yaml.safe_load((ROOT / "params.yaml").read_text())), ROOT / "params.yaml")
     specs, needs = plan(study)
     assert set(specs) == {"train_toy", "extract@minilm", "extract@toy", "probe@minilm", "probe@toy", "sparsity@minilm",
-                          "sparsity@toy", "report"}
+                          "sparsity@toy", "extract@minilm_random", "brain@minilm", "report"}
     assert needs["extract@minilm"] == set()  # refined: minilm does not read the toy model's directory
     assert needs["extract@toy"] == {"train_toy"}
     assert needs["sparsity@minilm"] == {"extract@minilm"}
     assert needs["probe@toy"] == {"extract@toy"}  # probes read the store, not the model
     assert needs["sparsity@toy"] == {"extract@toy", "train_toy"}
+    assert needs["extract@minilm_random"] == set()  # the random copy of MiniLM reads no trained weights
+    assert needs["brain@minilm"] == {"extract@minilm", "extract@minilm_random"}  # refined: not the toy's
     assert needs["report"] == set(specs) - {"report"}
 
 

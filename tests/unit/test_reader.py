@@ -257,7 +257,7 @@ def _demo_store() -> Path:
 
     loaded = load_study(Path(study) / "params.yaml")
     extract = loaded.params.extract
-    wanted = {(m, d) for m in extract.models for d in extract.datasets}
+    wanted = {(m, d) for m in extract.models for d in extract.datasets_of(m)}
     found = {(e.model, e.dataset) for e in catalog.extractions(loaded.store_dir)}
     if not wanted <= found:
         pytest.skip(f"{loaded.store_dir} lacks complete extractions {sorted(wanted - found)} of the study")

@@ -186,10 +186,10 @@ def _params(tmp_path: Path, **sparsity) -> Path:
     ({"cett_target": 1.0}, ["sparsity.cett_target: must be < 1.0, got 1.0"]),
     ({"sweep": [0.1, 1.2]}, ["sparsity.sweep[1]: must be < 1.0, got 1.2"]),
     ({"ppl_percent": 0}, ["sparsity.ppl_percent: must be > 0.0, got 0"]),
-    ({"models": ["toy", "nope"]}, ["sparsity.models[1]: 'nope' is not in extract.models (minilm, toy)"]),
+    ({"models": ["toy", "nope"]}, ["sparsity.models[1]: 'nope' is not in extract.models (minilm, toy, minilm_random)"]),
     ({"models": ["minilm"]}, ["sparsity.datasets.toy: 'toy' is not in sparsity.models"]),
     ({"datasets": {"toy": "nope"}}, [("sparsity.datasets.toy: unknown dataset 'nope' (defined in datasets: concepts, "
-                                     "corpus, repeats)")]),
+                                     "corpus, repeats, stimuli)")]),
 ])
 def test_bad_params_are_one_line_naming_the_key(tmp_path, change, lines):
     with pytest.raises(ConfigError) as err:
@@ -202,7 +202,8 @@ def test_a_model_without_mlp_neurons_is_refused(tmp_path):
     (tmp_path / "opt" / "config.json").write_text(json.dumps({"model_type": "opt", "num_hidden_layers": 2}))
     params = yaml.safe_load(_params(tmp_path, models=["opt"]).read_text())
     params["models"]["opt"] = {"source": str(tmp_path / "opt")}
-    params["extract"] = {**params["extract"], "models": ["opt"], "hooks": ["module:model.decoder.layers.0"]}
+    params["extract"] = {**params["extract"], "models": ["opt"], "hooks": ["module:model.decoder.layers.0"],
+                         "model_datasets": {}}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     with pytest.raises(ConfigError) as err:
         load_study(tmp_path / "params.yaml")

@@ -1,0 +1,1 @@
+"""Stimulus-level feature spaces from the store: pooled activations and SAE latents (`spaces`, `sae`)."""
