@@ -61,6 +61,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/extract_memory.py
 	$(BIN)/python bench/reader.py
 	$(BIN)/python bench/brain.py
+	$(BIN)/python bench/patch.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check cortexlens stages flows tests bench

@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from cortexlens.data.concepts import CONCEPTS, max_n_per_concept  # pure Python: word lists, no torch
+from cortexlens.toy.facts import RELATIONS, max_subjects  # pure Python too
 
 DType = Literal["float32", "float16", "bfloat16"]
 StoreDType = Literal["float32", "float16"]
@@ -233,6 +234,50 @@ class TrainToy(ToyArchitecture):
         return self
 
 
+def _known_relation(name: str) -> str:
+    if name not in RELATIONS:
+        raise ValueError(f"unknown relation {name!r} (built in: {', '.join(RELATIONS)})")
+    return name
+
+
+class TrainFacts(ToyArchitecture):
+    """The fact-recall model: statements of a seeded fact table mixed with corpus sentences
+    (`cortexlens/toy/facts.py`), so causal tracing has multi-token subjects to corrupt offline."""
+
+    n_layers: PositiveInt = 4
+    d_model: PositiveInt = 64
+    d_mlp: PositiveInt = 256
+    """The MLPs store the facts (Meng et al.): wider than the induction toy's."""
+    n_ctx: PositiveInt = 32
+    steps: PositiveInt = 800
+    n_subjects: PositiveInt = 80
+    """Subjects whose facts are trained, one fact per relation each."""
+    n_unseen: int = Field(20, ge=0)
+    """Subjects whose facts never appear in training: the recall control (base rate)."""
+    subject_tokens: int = Field(2, ge=1, le=4)
+    """Names per subject (`anna kenji`): a multi-token subject, as in causal tracing."""
+    relations: list[Annotated[str, AfterValidator(_known_relation)]] = Field(
+        default_factory=lambda: list(RELATIONS), min_length=1)
+    fact_fraction: float = Field(0.5, gt=0, le=1)
+    """Share of the documents in the training stream that are fact statements (the rest: corpus sentences)."""
+    corpus_docs: PositiveInt = 2000
+    """Sentences of the built-in corpus mixed in (seed `seed`)."""
+    facts_seed: int = 0
+    """Seed of the fact table."""
+
+    @model_validator(mode="after")
+    def _table_fits(self) -> TrainFacts:
+        if len(set(self.relations)) != len(self.relations):
+            raise ValueError("relations: a relation is listed twice")
+        most = max_subjects(self.subject_tokens)
+        if self.n_subjects + self.n_unseen > most:
+            raise ValueError(f"n_subjects + n_unseen ({self.n_subjects + self.n_unseen}) is more than the "
+                             f"{most} subjects of {self.subject_tokens} different names")
+        if self.n_ctx < self.subject_tokens + 5:
+            raise ValueError(f"n_ctx ({self.n_ctx}) must hold BOS and a statement ({self.subject_tokens + 4} tokens)")
+        return self
+
+
 class HookEntry(Strict):
     hook: str
     layers: Literal["all"] | list[int] | None = None
@@ -325,6 +370,7 @@ class Params(Strict):
     models: dict[Name, ModelSpec] = Field(default_factory=dict)
     datasets: dict[Name, DatasetSpec] = Field(default_factory=dict)
     train_toy: TrainToy = TrainToy()
+    train_facts: TrainFacts = TrainFacts()
     extract: Extract | None = None
     tracking: Tracking = Tracking()
     report: Report = Report()

@@ -56,16 +56,17 @@ class Study:
         return resolve_source(spec.source, spec.revision, self.root, self.models_dir)
 
     @cached_property
-    def _toy_config(self) -> ModelConfig:
+    def _trained_configs(self) -> dict[str, ModelConfig]:
+        """The config.json of each model the pipeline trains, from its stage's params (alias -> config)."""
         from cortexlens.toy.config import toy_config_dict
 
-        return ModelConfig(toy_config_dict(self.params.train_toy))
+        return {"toy": ModelConfig(toy_config_dict(self.params.train_toy)),
+                "facts": ModelConfig(toy_config_dict(self.params.train_facts))}
 
     def model_info(self, name: str) -> ModelInfo:
         if name not in self._infos:
             source = self.model_source(name)
-            toy = self._toy_config if source.alias == "toy" else None
-            self._infos[name] = describe_model(name, source, toy)
+            self._infos[name] = describe_model(name, source, self._trained_configs.get(source.alias or ""))
         return self._infos[name]
 
     def hook_points(self, model: str) -> list[HookPoint]:

@@ -15,7 +15,7 @@ from typing import Any
 from cortexlens.errors import ModelLoadError
 from cortexlens.models.families import Family, ModelDims, dims_of, family_of
 from cortexlens.models.model_config import ModelConfig
-from cortexlens.models.sources import ResolvedSource
+from cortexlens.models.sources import TRAINED_ALIASES, ResolvedSource
 
 
 @dataclass
@@ -61,9 +61,9 @@ def read_config(resolved: ResolvedSource, key: str) -> ModelConfig:
     if resolved.is_local:
         directory = Path(resolved.location)
         if not directory.is_dir():
-            if resolved.alias == "toy":
-                raise ModelLoadError(f"{key}: the toy model is not trained yet ({resolved.location}); "
-                                     f"run the train_toy stage first")
+            if resolved.alias in TRAINED_ALIASES:
+                raise ModelLoadError(f"{key}: the {resolved.alias} model is not trained yet ({resolved.location}); "
+                                     f"run the {TRAINED_ALIASES[resolved.alias]} stage first")
             raise ModelLoadError(f"{key}: directory not found: {resolved.location}")
         path = directory / "config.json"
         if not path.is_file():
@@ -90,8 +90,8 @@ def _hub_config(resolved: ResolvedSource, key: str) -> Path:
 
 
 def describe_model(name: str, resolved: ResolvedSource, toy_config: ModelConfig | None = None) -> ModelInfo:
-    """ModelInfo for a params entry. The toy model's config comes from train_toy params, since the
-    model itself may not be trained yet."""
-    if resolved.alias == "toy" and toy_config is not None:
+    """ModelInfo for a params entry. A model the pipeline trains (toy, facts) has its config from its
+    stage's params (`toy_config`), since the model itself may not be trained yet."""
+    if resolved.alias in TRAINED_ALIASES and toy_config is not None:
         return ModelInfo(name, toy_config)
     return ModelInfo(name, read_config(resolved, f"models.{name}.source"))

@@ -85,6 +85,8 @@ class Rows:
 
 # metric(model output, rows) -> [rows, ...]: one value (or tensor) per row.
 RowMetric = Callable[[Any, Rows], torch.Tensor]
+# row_hooks(rows) -> hooks for one batch of a sweep (e.g. per-row noise), registered before the patches.
+RowHooks = Callable[[Rows], Sequence[tuple[HookPoint, HookFn]]]
 
 
 def logit_diff(correct: torch.Tensor, wrong: torch.Tensor) -> RowMetric:
@@ -123,13 +125,17 @@ def real_columns(attention_mask: torch.Tensor) -> list[torch.Tensor]:
 
 def patch_sweep(model: HookedModel, corrupted: Mapping[str, torch.Tensor], clean: Mapping[str, torch.Tensor],
                 patches: Sequence[Patch], metric: RowMetric, batch_size: int = 32,
-                clean_cache: Mapping[HookPoint, torch.Tensor] | None = None) -> torch.Tensor:
+                clean_cache: Mapping[HookPoint, torch.Tensor] | None = None,
+                row_hooks: RowHooks | None = None, progress: Callable[[int], None] | None = None) -> torch.Tensor:
     """metric of every patched run, [n_patches, ...], in `batch_size` rows per forward pass.
 
     `corrupted` and `clean` are padded batches of the same prompts (input_ids, attention_mask, ...;
     `encode_prompts` makes them): prompt i has as many real tokens in both, and either padding side.
-    `clean_cache` holds the clean activations (`model.run_with_cache(clean, points)`); it is
-    computed when None. `metric(output, rows)` returns one value (or tensor) per row.
+    `clean_cache` holds the clean activations (`model.run_with_cache(clean, points)`), or any other
+    values to write in (a mean for ablation, a projection for subspace patching); it is computed when
+    None. `metric(output, rows)` returns one value (or tensor) per row. `row_hooks(rows)` adds hooks to
+    each batch's forward pass before the patches (so a patch at the same point overrides them: causal
+    tracing's noise, which a restored state undoes). `progress(n)` is called after each batch of n rows.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -150,12 +156,14 @@ def patch_sweep(model: HookedModel, corrupted: Mapping[str, torch.Tensor], clean
         chunk = range(start, min(start + batch_size, len(patches)))
         prompts = torch.tensor([patches[k].prompt for k in chunk], device=model.device)  # [rows]
         rows = Rows(prompts, {name: t[prompts.to(t.device)] for name, t in corrupted.items()})
-        hooks: list[tuple[HookPoint, HookFn]] = []
+        hooks: list[tuple[HookPoint, HookFn]] = list(row_hooks(rows)) if row_hooks is not None else []
         for point, (values, mask) in _row_patches([patches[k] for k in chunk], [positions[k] for k in chunk],
                                                   corrupted_cols, clean_cols, clean_cache, width).items():
             hooks.append((point, patch_rows(values, mask)))
         with torch.no_grad(), model.hooks(hooks):
             results.append(metric(model.forward(rows.inputs), rows).detach())
+        if progress is not None:
+            progress(len(chunk))
     return torch.cat(results) if results else torch.empty(0)
 
 

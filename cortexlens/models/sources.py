@@ -9,7 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-BUILTIN_ALIASES = ("minilm", "toy")
+BUILTIN_ALIASES = ("minilm", "toy", "facts")
+# Built-in models the pipeline trains: alias -> the stage that writes <paths.models>/<alias>.
+TRAINED_ALIASES = {"toy": "train_toy", "facts": "train_facts"}
 
 
 @dataclass(frozen=True)
@@ -17,7 +19,7 @@ class ResolvedSource:
     kind: Literal["builtin", "local", "hub"]
     location: str  # a directory for builtin/local, a hub id for hub
     revision: str | None = None
-    alias: str | None = None  # "minilm" | "toy" for built-ins
+    alias: str | None = None  # "minilm" | "toy" | "facts" for built-ins
 
     @property
     def is_local(self) -> bool:
@@ -35,8 +37,8 @@ def resolve_source(source: str, revision: str | None, root: Path, models_dir: Pa
     """Where a `models.<name>.source` points. Does no I/O beyond checking that local paths exist."""
     if source == "minilm":
         return ResolvedSource("builtin", str(minilm_dir()), alias="minilm")
-    if source == "toy":
-        return ResolvedSource("builtin", str(models_dir / "toy"), alias="toy")
+    if source in TRAINED_ALIASES:
+        return ResolvedSource("builtin", str(models_dir / source), alias=source)
     path = Path(source).expanduser()
     path = path if path.is_absolute() else root / path
     looks_like_path = source.startswith((".", "/", "~")) or path.exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
@@ -13,8 +14,9 @@ METRICS_FILE = "training_metrics.json"
 
 
 def save_toy(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, out_dir: Path,
-             metrics: dict[str, float]) -> None:
-    """Write weights (safetensors), config, tokenizer and `training_metrics.json` to `out_dir`.
+             metrics: dict, extra: Callable[[Path], None] | None = None) -> None:
+    """Write weights (safetensors), config, tokenizer and `training_metrics.json` to `out_dir`;
+    `extra(directory)` writes any further files (the fact table) into the same temporary directory.
 
     Everything goes to a temporary sibling first; `out_dir` is replaced only once that is complete, so a
     crash leaves either the old model or the new one, never a mix and never a half-written directory.
@@ -27,6 +29,8 @@ def save_toy(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, out_dir
         model.save_pretrained(tmp)  # safetensors: the only format transformers 5 writes
         tokenizer.save_pretrained(tmp)
         (tmp / METRICS_FILE).write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+        if extra is not None:
+            extra(tmp)
         # A directory cannot be renamed over a non-empty one: move the old one aside first.
         if out_dir.exists():
             out_dir.rename(old)

@@ -25,23 +25,26 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
 EXAMPLE = ["the dog sleeps . the dog"]
 
 
-def toy_model_name(study_name: str) -> str:
-    return f"{study_name}-toy"
+def toy_model_name(study_name: str, model: str = "toy") -> str:
+    return f"{study_name}-{model}"
 
 
-def register_toy(study: Study, model_dir: Path, run: NullRun) -> str | None:
-    """Log `model_dir` in `run`, register it as `<study>-toy` and point `tracking.alias` at the new
-    version. Returns `models:/<name>/<version>`, or None when tracking is disabled."""
+def register_toy(study: Study, model_dir: Path, run: NullRun, model: str = "toy",
+                 example: list[str] | None = None) -> str | None:
+    """Log `model_dir` in `run`, register it as `<study>-<model>` (a model the pipeline trains: `toy`,
+    `facts`) and point `tracking.alias` at the new version. Returns `models:/<name>/<version>`, or None
+    when tracking is disabled."""
     if not isinstance(run, TrackedRun):
         return None
-    name = toy_model_name(study.params.study)
-    return register_causal_lm(Path(model_dir), run, name, study.params.tracking.alias)
+    name = toy_model_name(study.params.study, model)
+    return register_causal_lm(Path(model_dir), run, name, study.params.tracking.alias, example or EXAMPLE)
 
 
-def register_causal_lm(model_dir: Path, run: TrackedRun, name: str, alias: str) -> str:
+def register_causal_lm(model_dir: Path, run: TrackedRun, name: str, alias: str,
+                       example: list[str] | None = None) -> str:
     with tempfile.TemporaryDirectory(prefix="cortexlens-model-") as tmp:
         artifacts = _artifacts(model_dir, Path(tmp))
-        return register_pyfunc(run, name, alias, "toy", CODE, artifacts, EXAMPLE, _requirements())
+        return register_pyfunc(run, name, alias, "toy", CODE, artifacts, example or EXAMPLE, _requirements())
 
 
 def register_pyfunc(run: TrackedRun, name: str, alias: str, artifact_name: str, code: Path,

@@ -85,12 +85,15 @@ def small_params(**overrides) -> dict:
                      "stim": {"kind": "passages", "n_passages": 6, "sentences_per_passage": 4}},
         "train_toy": {"d_model": 64, "n_heads": 2, "d_mlp": 128, "n_ctx": 24, "min_repeat": 3, "max_repeat": 10,
                       "steps": 30, "batch_size": 16, "eval_sequences": 32},
+        "train_facts": {"n_layers": 1, "d_model": 32, "d_mlp": 32, "n_ctx": 16, "steps": 10, "batch_size": 8,
+                        "n_subjects": 4, "n_unseen": 1, "corpus_docs": 20},
         "extract": {"models": ["minilm", "toy", "toy_random"], "datasets": ["corpus", "stim"],
                     "model_datasets": {"minilm": ["corpus"], "toy_random": ["stim"]},
                     "hooks": ["resid_post", "mlp_post"], "layers": [0, -1], "batch_size": 8, "shard_rows": 64},
         # dvc.yaml's analysis stages interpolate their sections (a matrix over `[]` runs nothing): the
         # probes have their own tests (tests/unit/test_probes.py), sparsity runs here.
         "probe": {"models": []},
+        "patch": {"models": []},
         "sparsity": {"models": ["minilm", "toy"], "sample_tokens": 256, "eval_docs": 16, "sweep": [0.0, 0.2],
                      "topk": [0.25]},
         # the toy against a simulated subject, with its random-init control (toy_random)

@@ -45,6 +45,7 @@ def report(tmp_path_factory, tiny_model):
     _probe_tense(model, root / "store")
     _toy_heads(model, root / "store")
     _brain_alignment(tiny_model("gpt2"), root / "store")
+    _patching(model, root / "store")
     toy = root / "train_toy.json"
     toy.write_text(json.dumps({"first_copy_accuracy": 0.002, "second_copy_accuracy": 0.95,
                                "chance_accuracy": 0.0015}))
@@ -117,6 +118,9 @@ def _toy_heads(model, store: Path) -> None:
     rows = [{"model": "toy", **row, "n_sequences": 20, "segment_length": 5} for row in scores.rows()]
     writer = ResultWriter(store / "train_toy", stage="train_toy", item=None, fingerprint="browser-test")
     writer.write_unit("heads", {HEADS_TABLE: {key: [r[key] for r in rows] for key in rows[0]}})
+    writer.finish()
+
+
 def _brain_alignment(model_dir: Path, store: Path) -> None:
     """The brain stage's results for the tiny model and its random-init copy (extracted here) against a
     simulated subject of the corpus sentences (grouped by topic), fit by the library, written as the stage does."""
@@ -154,6 +158,28 @@ def _brain_alignment(model_dir: Path, store: Path) -> None:
             scored = [Scored(subject, result)]
             writer.write_unit(fs.unit, {"brain_scores": score_rows(fs, context, scored),
                                         "brain_layers": layer_rows(fs, context, scored)})
+    writer.finish()
+
+
+def _patching(model, store: Path) -> None:
+    """The patch stage's results for the tiny model (activation patching, heads, causal tracing),
+    computed by the library and written as the stage does."""
+    from cortexlens.patching import activation as act
+    from cortexlens.patching.plugin import PatchParams
+    from cortexlens.patching.prompts import PromptPair
+    from cortexlens.patching.rows import TABLE, table
+    from cortexlens.patching.run import activation_rows, tracing_rows
+    from cortexlens.patching.tasks import encode_task
+    from cortexlens.store.results import ResultWriter
+
+    pairs = [PromptPair("the cat sat on the", "the dog sat on the", "mat", "rug", "cat"),
+             PromptPair("the sun is very", "the sea is very", "hot", "cold", "sun")]
+    task = encode_task(model, "toy_task", pairs, "patch.tasks[0]")
+    section = PatchParams(models=["tiny"], modes=["denoising"], tracing={"samples": 2}, batch_size=64)
+    base = act.baseline(model, task)
+    writer = ResultWriter(store / "patch" / "tiny", stage="patch", item="tiny", fingerprint="browser-test")
+    writer.write_unit("toy_task-activation", {TABLE: table(activation_rows(model, task, base, section, {}))})
+    writer.write_unit("toy_task-tracing", {TABLE: table(tracing_rows(model, task, base, section))})
     writer.finish()
 
 

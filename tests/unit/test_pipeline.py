@@ -112,8 +112,9 @@ def test_the_default_study_graph_lets_extract_minilm_run_beside_train_toy():
 
     study = Study(parse_params(yaml.safe_load((ROOT / "params.yaml").read_text())), ROOT / "params.yaml")
     specs, needs = plan(study)
-    assert set(specs) == {"train_toy", "extract@minilm", "extract@toy", "probe@minilm", "probe@toy", "sparsity@minilm",
-                          "sparsity@toy", "extract@minilm_random", "brain@minilm", "report"}
+    assert set(specs) == {"train_toy", "train_facts", "extract@minilm", "extract@toy", "probe@minilm", "probe@toy",
+                          "sparsity@minilm", "sparsity@toy", "extract@minilm_random", "brain@minilm", "patch@toy",
+                          "patch@facts", "report"}
     assert needs["extract@minilm"] == set()  # refined: minilm does not read the toy model's directory
     assert needs["extract@toy"] == {"train_toy"}
     assert needs["sparsity@minilm"] == {"extract@minilm"}
@@ -121,7 +122,11 @@ def test_the_default_study_graph_lets_extract_minilm_run_beside_train_toy():
     assert needs["sparsity@toy"] == {"extract@toy", "train_toy"}
     assert needs["extract@minilm_random"] == set()  # the random copy of MiniLM reads no trained weights
     assert needs["brain@minilm"] == {"extract@minilm", "extract@minilm_random"}  # refined: not the toy's
-    assert needs["report"] == set(specs) - {"report"}
+    assert needs["train_facts"] == set()
+    # patching reads its own model and the probe directions (the probe stage's whole out)
+    assert needs["patch@toy"] == {"train_toy", "probe@minilm", "probe@toy"}
+    assert needs["patch@facts"] == {"train_facts", "probe@minilm", "probe@toy"}
+    assert needs["report"] == set(specs) - {"report", "train_facts"}  # the fact model writes nothing the report reads
 
 
 def _tree(root: Path, files: dict[str, str]) -> Path:

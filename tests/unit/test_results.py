@@ -139,7 +139,7 @@ def test_plugin_sections_are_validated_with_key_paths(tmp_path, with_plugin):
     assert err.value.lines == [
         "score.alpha: expected a number, got 'x'",
         "score.layerz: unknown key (allowed: alpha, layers); did you mean 'layers'?",
-        ("scorez: unknown key (allowed: study, seed, device, paths, models, datasets, train_toy, extract, "
+        ("scorez: unknown key (allowed: study, seed, device, paths, models, datasets, train_toy, train_facts, extract, "
          "tracking, report, flow, score); did you mean 'score'?"),
     ]
     (tmp_path / "params.yaml").write_text("score:\n  layers: [2, -1]\n")
