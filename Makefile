@@ -29,13 +29,13 @@ demo: $(STAMP)
 	$(BIN)/cortexlens check params.yaml
 	$(BIN)/dvc repro
 	@echo
-	@echo "Done. Results:"
-	@echo "  activation store   data/store   (query it: .venv/bin/cortexlens sql \"select model, hook, layer, count(*) from activations group by all order by all\")"
+	@echo "Done. Results (first, in each new shell: source .venv/bin/activate):"
+	@echo "  activation store   data/store   (query it: cortexlens sql \"select model, hook, layer, count(*) from activations group by all order by all\")"
 	@echo "  toy model          data/models/toy"
-	@echo "  metrics            reports/metrics/   (.venv/bin/dvc metrics show)"
+	@echo "  metrics            reports/metrics/   (dvc metrics show)"
 	@echo "  report             $(CURDIR)/reports/index.html   (self-contained: open it in any browser, offline)"
 	@echo "                     e.g. xdg-open reports/index.html, or python -m http.server -d reports 8000"
-	@echo "  MLflow runs        .venv/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --port 5000"
+	@echo "  MLflow runs        mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --port 5000"
 	@echo "                     then http://127.0.0.1:5000 (experiment cortexlens-default; model cortexlens-default-toy@current)"
 	$(BIN)/cortexlens sql "select model, count(*) as activation_rows, count(distinct doc_id) as documents from activations group by model order by model"
 	@echo "Brain alignment: best layer per region of the simulated subject, trained vs random init (normalised score, p):"

@@ -122,7 +122,8 @@ def test_second_run_takes_every_task_from_the_cache_and_rebuilds_deleted_outputs
     shutil.rmtree(layout.model_dir(directory / "data" / "store", "toy"))
     proc = run_flow(prefect_server, params)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    assert states(proc.stdout) == {"train_toy": "Cached", "extract@minilm": "Cached", "extract@toy": "Completed",
+    assert states(proc.stdout) == {"train_toy": "Cached", "train_facts": "Cached", "extract@minilm": "Cached",
+                                   "extract@toy": "Completed",
                                    "sparsity@minilm": "Cached", "sparsity@toy": "Cached",
                                    "extract@toy_random": "Cached", "brain@toy": "Cached",
                                    **_report_state(proc.stdout)}, proc.stdout
@@ -172,7 +173,7 @@ def test_failed_stage_leaves_nothing_visible_and_the_next_run_resumes(prefect_se
     found = states(resumed.stdout)
     # extract@toy_random ran beside the failing extract@toy: finished (Cached now) or cut short (Completed now)
     assert found.pop("extract@toy_random") in ("Cached", "Completed"), resumed.stdout
-    assert found == {"train_toy": "Cached", "extract@minilm": "Cached", "sparsity@minilm": "Cached",
+    assert found == {"train_toy": "Cached", "train_facts": "Cached", "extract@minilm": "Cached", "sparsity@minilm": "Cached",
                      "extract@toy": "Completed", "sparsity@toy": "Completed", "brain@toy": "Completed",
                      **_report_state(resumed.stdout)}, resumed.stdout
     assert {p: p.stat().st_mtime_ns for p in shard0} == stamps  # kept, not redone
