@@ -90,6 +90,7 @@ def test_dvc_repro_and_the_flow_write_the_same_tables(flow_project, dvc_project)
     assert (flow_dir / weights).read_bytes() == (dvc_project / weights).read_bytes()
 
 
+@pytest.mark.slow  # a third full study: ~1-3 min; CI runs it (pytest -m slow)
 def test_dvc_repro_in_another_fresh_directory_writes_the_same_dvc_lock(dvc_project, tmp_path):
     """What lets a study commit dvc.lock and its metrics: the same params and code give the same bytes in
     every output, wherever the clone is (no timings, no absolute paths, no run-to-run float noise)."""
@@ -130,6 +131,7 @@ def test_second_run_takes_every_task_from_the_cache_and_rebuilds_deleted_outputs
     assert_tables_close(tables(directory), before, atol=1e-5)
 
 
+@pytest.mark.slow  # a Dask cluster and a fourth study: ~1 min; CI runs it
 def test_dask_local_cluster_gives_the_same_tables(prefect_server, flow_project, tmp_path):
     flow_dir, _, _ = flow_project
     params = make_project(tmp_path, small_params(flow={"task_runner": "dask", "max_workers": 2}, tracking=UNTRACKED))
