@@ -99,8 +99,8 @@ def measure_interventions(model: HookedModel, eval_inputs: Sequence[dict[str, to
     name = "ppl_p_sparsity" if clean.loss is not None else "representation_p_sparsity"
     rows.append((None, name, f"p={settings.ppl_percent:g}", max(admissible)))
     d_mlp = int(next(iter(w_norms.values())).numel())
-    for fraction in settings.topk:
-        k = max(1, round(fraction * d_mlp))
+    # Fractions of a small MLP can round to the same k (1% and 5% of 16 neurons are both 1): one row each k.
+    for k in sorted({max(1, round(fraction * d_mlp)) for fraction in settings.topk}, reverse=True):
         counter = KeptCounter()
         changed = run_cost(model, eval_inputs, topk_hooks(layers, k, counter), counter)
         rows += _cost_rows(clean, changed, "topk_", f"k={k}")
