@@ -206,7 +206,6 @@ def save_sae(coder: Any, folder: Path, hook_name: str, model_name: str | None, *
     (a temporary folder renamed into place). Returns the folder."""
     import shutil
 
-    import torch
     from safetensors.torch import save_file
 
     c = coder.cfg
