@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import torch
 
 from cortexlens.errors import ConfigError
@@ -26,7 +27,7 @@ from cortexlens.models.hooks import HookPoint
 from cortexlens.pipeline.stage import Stage, StageContext
 from cortexlens.sae.analysis import attributions, connections, edge_rows, feature_rows, head_rows
 from cortexlens.sae.model import CoderConfig
-from cortexlens.sae.plugin import SaeSpec, spec_points
+from cortexlens.sae.plugin import EDGES, SaeSpec, spec_points
 from cortexlens.sae.splice import splice_metrics
 from cortexlens.sae.train import TrainConfig, evaluate, train
 from cortexlens.store import catalog
@@ -58,7 +59,7 @@ def _plan(ctx: StageContext, i: int, spec: SaeSpec) -> Plan:
                 raise ConfigError(f"{key}.{what}: {p.name} is not in the store for {spec.model}/{spec.dataset} "
                                   f"(run extract with it in extract.hooks)") from None
     docs = np.array(sorted(d.doc_id for d in read_documents(ctx.study.store_dir, spec.model, spec.dataset)))
-    held = np.sort(np.random.default_rng(spec.seed).permutation(docs)[:max(1, int(round(spec.held_out * len(docs))))])
+    held = np.sort(np.random.default_rng(spec.seed).permutation(docs)[:max(1, round(spec.held_out * len(docs)))])
     return Plan(spec, x, y or x, np.setdiff1d(docs, held), held)
 
 
@@ -149,7 +150,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
             tables["sae_heads"] = head_rows(sae, ctx.study.model_info(spec.model).dims.n_heads)
         writer.write_unit(unit, {name: _columns(rows) for name, rows in tables.items()})
     if not writer.done("edges"):
-        writer.write_unit("edges", {"sae_edges": _columns(_edges(ctx, saes, plans))})
+        writer.write_unit("edges", {"sae_edges": _columns(_edges(ctx, saes, plans), EDGES)})
     for r in writer.read("sae_runs").to_pylist():
         out["saes"][r["sae_id"]] = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()
                                     if k in ("arch", "hook", "layer", "d_sae", "fvu", "l0", "dead_frac", "dense_frac",
@@ -159,6 +160,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
     return {**out, "timings": timings}
 
 
+TYPES = {"VARCHAR": pa.string(), "INTEGER": pa.int32(), "DOUBLE": pa.float64()}
 PER_TARGET = 5  # strongest sources kept per downstream latent
 PROMPTS = 4  # held-out documents whose input-dependent attributions are stored
 
@@ -184,7 +186,10 @@ def _edges(ctx: StageContext, saes: dict[str, SAE], plans: list[Plan]) -> list[d
     return rows
 
 
-def _columns(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
+def _columns(rows: list[dict[str, Any]], empty: dict[str, str] | None = None) -> dict[str, list[Any]] | pa.Table:
+    """Rows -> columns; no rows -> an empty table of the view's contracted columns (`empty`)."""
+    if not rows and empty:
+        return pa.table({k: pa.array([], type=TYPES[t]) for k, t in empty.items()})
     keys = list(rows[0]) if rows else []
     return {k: [r[k] for r in rows] for k in keys}
 
@@ -192,7 +197,7 @@ def _columns(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
 def _register(ctx: StageContext, plans: list[Plan]) -> None:
     from cortexlens.tracking import TrackedRun
 
-    if not ctx.study.params.train_sae.register or not isinstance(ctx.tracked, TrackedRun):
+    if not ctx.study.params.train_sae.register_saes or not isinstance(ctx.tracked, TrackedRun):
         return
     from cortexlens.tracking.registry import register_pyfunc
 

@@ -57,7 +57,7 @@ class TrainSaeParams(Section):
     """Held-out documents the spliced forward passes (loss recovered, KL, final-layer change) run on."""
     checkpoint_every: int = Field(200, ge=0)
     """Steps between checkpoints (0: none); a killed run resumes from the last."""
-    register: bool = True
+    register_saes: bool = True
     """Register each SAE in MLflow (`<study>-sae-<name>`, alias tracking.alias), a pyfunc that encodes."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
