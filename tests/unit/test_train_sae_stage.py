@@ -96,8 +96,8 @@ def test_head_attribution_and_circuit_edges_are_queryable(study_dir):
 
 
 @pytest.mark.parametrize(("change", "line"), [
-    ({"hook": "mlp_post", "layer": 0}, "train_sae.saes[0].hook: blocks.0.mlp.hook_post is not extracted for tiny "
-                                       "(add it to extract.hooks)"),
+    ({"hook": "mlp_post", "layer": 0}, ("train_sae.saes[0].hook: blocks.0.mlp.hook_post is not extracted for tiny "
+                                        "(add it to extract.hooks)")),
     ({"k": 100}, "train_sae.saes[0].k: k=100 is larger than the dictionary (d_sae = 2 x 32 = 64)"),
     ({"arch": "gated"}, "train_sae.saes[0].arch: unknown architecture 'gated' (one of relu, topk, batchtopk, jumprelu)"),
 ])
