@@ -132,7 +132,8 @@ def check(study: Study) -> list[str]:
 
 RUNS = {"sae_id": "VARCHAR", "model": "VARCHAR", "hook": "VARCHAR", "layer": "INTEGER", "arch": "VARCHAR",
         "d_in": "INTEGER", "d_sae": "INTEGER", "l0": "DOUBLE", "fvu": "DOUBLE", "dead_frac": "DOUBLE",
-        "loss_recovered": "DOUBLE"}
+        "loss_recovered": "DOUBLE", "target_hook": "VARCHAR", "dataset": "VARCHAR", "explained_variance": "DOUBLE",
+        "dense_frac": "DOUBLE", "kl": "DOUBLE", "final_cosine": "DOUBLE", "final_relative_change": "DOUBLE"}
 FEATURES = {"sae_id": "VARCHAR", "dataset": "VARCHAR", "doc_id": "BIGINT", "pos": "INTEGER", "feature": "INTEGER",
             "value": "FLOAT"}
 HEADS = {"sae_id": "VARCHAR", "feature": "INTEGER", "head": "INTEGER", "norm_frac": "DOUBLE"}

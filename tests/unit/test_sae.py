@@ -140,3 +140,49 @@ def test_planted_dictionary_is_recovered(arch, steps, lr):
     m = evaluate(model, iter([(held_out, held_out)]))
     print(f"{arch}: {share:.1%} of atoms recovered at cosine >= 0.9; held-out FVU {m.fvu:.3f}, L0 {m.l0:.1f}")
     assert share >= 0.9
+
+
+KILLABLE = """
+import sys, numpy as np, torch
+from pathlib import Path
+from safetensors.torch import save_file
+from cortexlens.sae.model import CoderConfig
+from cortexlens.sae.planted import planted_batches, planted_dictionary
+from cortexlens.sae.train import TrainConfig, train
+torch.set_num_threads(1)
+ckpt, out = sys.argv[1], sys.argv[2]
+atoms = planted_dictionary(256, 32)
+model, _ = train(CoderConfig("topk", 32, 256, k=4), TrainConfig(steps=400, checkpoint_every=25),
+                 planted_batches(atoms, 256, 50), 50, checkpoint=Path(ckpt) if ckpt != "-" else None)
+save_file({k: v.contiguous() for k, v in model.state_dict().items()}, out)
+"""
+
+
+@pytest.mark.slow
+def test_kill_9_during_training_then_rerun_ends_with_the_uninterrupted_weights(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from safetensors.torch import load_file
+
+    script = tmp_path / "killable.py"
+    script.write_text(KILLABLE)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, str(script), "-", str(tmp_path / "whole.safetensors")], check=True, env=env)
+    ckpt = tmp_path / "ckpt.safetensors"
+    proc = subprocess.Popen([sys.executable, str(script), str(ckpt), str(tmp_path / "never.safetensors")], env=env)
+    deadline = time.time() + 120
+    while not ckpt.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)  # past the first checkpoint, mid-training
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert ckpt.exists() and not (tmp_path / "never.safetensors").exists()
+    subprocess.run([sys.executable, str(script), str(ckpt), str(tmp_path / "resumed.safetensors")], check=True, env=env)
+    whole, resumed = load_file(str(tmp_path / "whole.safetensors")), load_file(str(tmp_path / "resumed.safetensors"))
+    assert set(whole) == set(resumed)
+    for name in whole:
+        assert torch.equal(whole[name], resumed[name]), name
