@@ -129,3 +129,22 @@ def test_demo_sae_acceptance_figures():
     assert fvu < 0.1 and l0 <= 32 and dead < 0.05
     fvu, _, _, recovered = runs["toy-mlp1-tc"]
     assert fvu < 0.1 and recovered >= 0.9
+
+
+def test_probe_reports_k_sparse_probes_on_the_sae_latents_beside_the_dense_probe(study_dir):
+    from stages.probe import STAGE as PROBE
+
+    root, _ = study_dir
+    data = yaml.safe_load((root / "params.yaml").read_text())
+    data["probe"] = {"models": ["tiny"], "concepts": [{"name": "tense", "dataset": "corpus", "label": "tense"}],
+                     "hooks": ["resid_post"], "poolings": ["mean"], "folds": 2, "inner_folds": 2, "n_jobs": 1,
+                     "max_examples": 120, "saes": ["sae"], "sae_k": 4, "register_probes": False}
+    (root / "probe-params.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    PROBE.execute(load_study(root / "probe-params.yaml"), {"model": "tiny"}, progress=False)
+    rows = connect(root / "store").execute(
+        "select probe, features, layer, accuracy from probes where concept = 'tense' order by probe, layer").fetchall()
+    sparse = [r for r in rows if r[0] == "ksparse-4"]
+    assert len(sparse) == 1 and sparse[0][1:3] == ("sae:sae", 1) and 0 <= sparse[0][3] <= 1
+    assert {r[1] for r in rows if r[0] == "logistic"} == {"activations"} and len(rows) == 1 + 3
+    depth = connect(root / "store").execute("select count(*) from concept_depth where concept = 'tense'").fetchone()
+    assert depth == (1,)  # the depth is the dense probes'
