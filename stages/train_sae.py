@@ -156,7 +156,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
                                     if k in ("arch", "hook", "layer", "d_sae", "fvu", "l0", "dead_frac", "dense_frac",
                                              "loss_recovered", "kl", "final_cosine")}
     writer.finish({"saes": len(plans)})
-    _register(ctx, plans)
+    _register(ctx, plans, writer.read("sae_runs").to_pylist())
     return {**out, "timings": timings}
 
 
@@ -194,20 +194,31 @@ def _columns(rows: list[dict[str, Any]], empty: dict[str, str] | None = None) ->
     return {k: [r[k] for r in rows] for k in keys}
 
 
-def _register(ctx: StageContext, plans: list[Plan]) -> None:
+def _register(ctx: StageContext, plans: list[Plan], runs: list[dict[str, Any]]) -> None:
+    """Per SAE: an MLflow run (a child of the stage's) with its spec and held-out metrics, and the
+    registered model `<study>-sae-<name>` (alias tracking.alias), a pyfunc that encodes activations."""
     from cortexlens.tracking import TrackedRun
 
-    if not ctx.study.params.train_sae.register_saes or not isinstance(ctx.tracked, TrackedRun):
+    if not isinstance(ctx.tracked, TrackedRun):
         return
     from cortexlens.tracking.registry import register_pyfunc
 
-    code = Path(__import__("cortexlens.tracking.sae_pyfunc", fromlist=["x"]).__file__)
+    parent, code = ctx.tracked, Path(__import__("cortexlens.tracking.sae_pyfunc", fromlist=["x"]).__file__)
+    experiment = parent.client.get_run(parent.run_id).info.experiment_id
+    by_id = {r["sae_id"]: r for r in runs}
     for plan in plans:
-        folder = sae_folder(ctx.study.models_dir, plan.spec.name)
-        sae = load_sae(folder, plan.spec.name, "train_sae")
-        example = np.zeros((2, sae.d_in), np.float32)
-        register_pyfunc(ctx.tracked, f"{ctx.study.params.study}-sae-{plan.spec.name}", ctx.study.params.tracking.alias,
-                        "sae", code, {"sae": str(folder)}, example, ["numpy", "pandas", "safetensors"])
+        name = plan.spec.name
+        child_info = parent.client.create_run(experiment, run_name=f"train_sae/{name}",
+                                              tags={"mlflow.parentRunId": parent.run_id, "cortexlens.sae": name})
+        child = TrackedRun(parent.client, child_info.info.run_id, parent.target)
+        child.log_params(plan.spec.model_dump(mode="json"))
+        child.log_metrics({k: v for k, v in by_id[name].items() if isinstance(v, float | int) and not isinstance(v, bool)})
+        if ctx.study.params.train_sae.register_saes:
+            folder = sae_folder(ctx.study.models_dir, name)
+            example = np.zeros((2, load_sae(folder, name, "train_sae").d_in), np.float32)
+            register_pyfunc(child, f"{ctx.study.params.study}-sae-{name}", ctx.study.params.tracking.alias, "sae",
+                            code, {"sae": str(folder)}, example, ["numpy", "pandas", "safetensors"])
+        parent.client.set_terminated(child_info.info.run_id)
 
 
 def summary(m: dict[str, Any]) -> str:
