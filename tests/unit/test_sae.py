@@ -186,3 +186,37 @@ def test_kill_9_during_training_then_rerun_ends_with_the_uninterrupted_weights(t
     assert set(whole) == set(resumed)
     for name in whole:
         assert torch.equal(whole[name], resumed[name]), name
+
+
+def test_head_shares_and_dominance_on_a_hand_example():
+    from cortexlens.sae.analysis import dominated_fraction, head_shares
+
+    # 2 heads x d_head 2: latent 0 writes only head 1 (norm 5), latent 1 both heads equally
+    W_dec = torch.tensor([[0.0, 0.0, 3.0, 4.0], [1.0, 0.0, 0.0, 1.0]])
+    shares = head_shares(W_dec, 2)
+    torch.testing.assert_close(shares, torch.tensor([[0.0, 1.0], [0.5, 0.5]]))
+    assert dominated_fraction(shares, 0.6) == pytest.approx(0.5)
+
+
+class _Coder:
+    """The SAE interface the circuit functions use: W_enc, W_dec, encode."""
+
+    def __init__(self, W_enc, W_dec):
+        self.W_enc, self.W_dec = W_enc, W_dec
+
+    def encode(self, x):
+        return torch.relu(x @ self.W_enc)
+
+
+def test_connections_and_attributions_on_a_hand_example():
+    from cortexlens.sae.analysis import attributions, connections, top_edges
+
+    up = _Coder(torch.eye(2), torch.tensor([[1.0, 0.0], [0.0, 2.0]]))  # latent i writes e_i (x2 for latent 1)
+    down = _Coder(torch.tensor([[1.0, 0.0], [1.0, -1.0]]), torch.eye(2))  # reads x0 + x1, and -x1
+    conn = connections(up, down)  # W_dec^L @ W_enc^L'
+    torch.testing.assert_close(conn, torch.tensor([[1.0, 0.0], [2.0, -2.0]]))
+    x = torch.tensor([[1.0, 0.0], [0.0, 1.0]])  # token 0 fires up-latent 0, token 1 up-latent 1
+    # down-latent 0 fires on both tokens, down-latent 1 on none (relu(-x1) = 0)
+    torch.testing.assert_close(attributions(up, down, x, x), torch.tensor([[1.0, 0.0], [2.0, 0.0]]))
+    src, tgt, score = top_edges(conn, 1)
+    assert (src.tolist(), tgt.tolist(), score.tolist()) == ([1, 1], [0, 1], [2.0, -2.0])
