@@ -68,6 +68,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/reader.py
 	$(BIN)/python bench/brain.py
 	$(BIN)/python bench/patch.py
+	$(BIN)/python bench/sae.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check cortexlens stages flows tests bench

@@ -148,3 +148,25 @@ def test_probe_reports_k_sparse_probes_on_the_sae_latents_beside_the_dense_probe
     assert {r[1] for r in rows if r[0] == "logistic"} == {"activations"} and len(rows) == 1 + 3
     depth = connect(root / "store").execute("select count(*) from concept_depth where concept = 'tense'").fetchone()
     assert depth == (1,)  # the depth is the dense probes'
+
+
+@pytest.mark.skipif(not DEMO, reason="set CORTEXLENS_STUDY=<study dir> after make demo")
+def test_demo_registered_sae_loads_through_mlflow_pyfunc_and_encodes_as_ours():
+    import mlflow
+    import numpy as np
+    import torch
+
+    from cortexlens.features.sae import load_sae
+    from cortexlens.store.reader import iter_activations
+
+    root = Path(DEMO)
+    mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
+    model = mlflow.pyfunc.load_model("models:/cortexlens-default-sae-minilm-l3-topk@current")
+    sae = load_sae(root / "data" / "models" / "sae" / "minilm-l3-topk", "minilm-l3-topk", "test")
+    batch = next(iter_activations(root / "data" / "store", "minilm", "corpus", sae.point, batch_rows=64))
+    X = batch[sae.point]
+    np.testing.assert_allclose(model.predict(X).values, sae.encode(torch.from_numpy(X)).numpy(), atol=1e-4)
+    client = mlflow.MlflowClient()
+    experiment = client.get_experiment_by_name("cortexlens-default").experiment_id
+    [run] = client.search_runs([experiment], "tags.`cortexlens.sae` = 'minilm-l3-topk'", max_results=1)
+    assert run.info.status == "FINISHED" and run.data.metrics["fvu"] < 0.1
