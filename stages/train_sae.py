@@ -120,6 +120,15 @@ def _splice(ctx: StageContext, plan: Plan, sae: SAE) -> dict[str, float]:
 def run(ctx: StageContext) -> dict[str, Any]:
     section = ctx.study.params.train_sae
     plans = [_plan(ctx, i, spec) for i, spec in enumerate(section.saes)]  # every problem before any write
+    threads = torch.get_num_threads()
+    torch.set_num_threads(section.threads)
+    try:
+        return _run(ctx, plans)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(ctx: StageContext, plans: list[Plan]) -> dict[str, Any]:
     writer = ctx.results()
     saes: dict[str, SAE] = {}
     out: dict[str, Any] = {"saes": {}}
