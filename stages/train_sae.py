@@ -160,12 +160,14 @@ def _run(ctx: StageContext, plans: list[Plan]) -> dict[str, Any]:
         writer.write_unit(unit, {name: _columns(rows) for name, rows in tables.items()})
     if not writer.done("edges"):
         writer.write_unit("edges", {"sae_edges": _columns(_edges(ctx, saes, plans), EDGES)})
-    for r in writer.read("sae_runs").to_pylist():
+    runs = writer.read("sae_runs")
+    runs = runs.to_pylist() if runs is not None else []  # `saes: []` trains nothing (a study without SAEs)
+    for r in runs:
         out["saes"][r["sae_id"]] = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()
                                     if k in ("arch", "hook", "layer", "d_sae", "fvu", "l0", "dead_frac", "dense_frac",
                                              "loss_recovered", "kl", "final_cosine")}
     writer.finish({"saes": len(plans)})
-    _register(ctx, plans, writer.read("sae_runs").to_pylist())
+    _register(ctx, plans, runs)
     return {**out, "timings": timings}
 
 
