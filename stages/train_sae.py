@@ -120,6 +120,7 @@ def _splice(ctx: StageContext, plan: Plan, sae: SAE) -> dict[str, float]:
 def run(ctx: StageContext) -> dict[str, Any]:
     section = ctx.study.params.train_sae
     plans = [_plan(ctx, i, spec) for i, spec in enumerate(section.saes)]  # every problem before any write
+    (ctx.study.models_dir / "sae").mkdir(parents=True, exist_ok=True)  # dvc.yaml's out, even with no SAEs
     threads = torch.get_num_threads()
     torch.set_num_threads(section.threads)
     try:
