@@ -5,6 +5,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+SAELENS_VENV := .venv-saelens
 
 # Telemetry off (also defaulted in cortexlens/_env.py); DVC's is off in .dvc/config.
 export DO_NOT_TRACK := 1
@@ -16,11 +17,16 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: install browser demo test test-all bench lint constraints clean
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt constraints-saelens.txt
 	$(PYTHON) -m venv $(VENV)
 	# torch first and pinned: the local CPU wheel; an unpinned torch pulls gigabytes of CUDA packages.
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	# SAELens in an overlay venv (constraints-saelens.txt says why): .venv's packages plus its own.
+	$(PYTHON) -m venv $(SAELENS_VENV)
+	$(VENV)/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])" \
+		> $$($(SAELENS_VENV)/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")/zz_cortexlens_venv.pth
+	$(SAELENS_VENV)/bin/pip install --quiet --no-deps -r constraints-saelens.txt
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -62,6 +68,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/reader.py
 	$(BIN)/python bench/brain.py
 	$(BIN)/python bench/patch.py
+	$(BIN)/python bench/sae.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check cortexlens stages flows tests bench
@@ -71,4 +78,4 @@ constraints: $(STAMP)
 
 clean:
 	# reports/metrics/ and dvc.lock are in git (dvc exp show and dvc metrics diff compare them): kept.
-	rm -rf $(VENV) data/store data/models reports/index.html reports/plots mlflow.db mlruns .prefect
+	rm -rf $(VENV) $(SAELENS_VENV) data/store data/models reports/index.html reports/plots mlflow.db mlruns .prefect

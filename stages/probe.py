@@ -38,16 +38,18 @@ def run(ctx: StageContext) -> dict[str, Any]:
     concepts = [resolve(study, entry, f"probe.concepts[{i}]") for i, entry in enumerate(section.concepts)]
     chosen = _choose_examples(ctx, name, concepts)  # every data problem surfaces before anything is written
     features = FeatureCache(study.store_dir, name)
+    saes = _saes(ctx, name)
     writer = ctx.results()
     for concept in tqdm(concepts, desc=f"probe {name}", unit="concept", disable=not ctx.progress):
         unit = f"concept={concept.name}"
         if writer.done(unit):
             continue
-        jobs = _jobs(ctx, features, concept, chosen[concept.name])
+        jobs = _jobs(ctx, features, concept, chosen[concept.name]) + _sae_jobs(ctx, saes, concept, chosen[concept.name])
         outcomes = fit_jobs(jobs, settings, section.n_jobs)
-        weights, config = encode(name, concept.name, outcomes)
+        dense = [o for o in outcomes if o.features == "activations"]  # depth and weights: the dense probes
+        weights, config = encode(name, concept.name, dense)
         writer.write_unit(unit, {"probes": probe_rows(name, concept, outcomes, n_layers),
-                                 "concept_depth": depth_rows(name, concept, outcomes, n_layers, section.depth_fraction)},
+                                 "concept_depth": depth_rows(name, concept, dense, n_layers, section.depth_fraction)},
                           {f"weights/{concept.name}.safetensors": weights, f"weights/{concept.name}.json": config})
     metrics = _metrics(writer, name)
     writer.finish(metrics)
@@ -85,6 +87,39 @@ def _jobs(ctx: StageContext, features: FeatureCache, concept: Concept, chosen: t
                 raise ConfigError(f"probe.positions: {concept.name}: {err}") from None
             jobs.append(ProbeJob(point.hook, point.layer, f"pos={position}", X, y, groups))
     return jobs
+
+
+def _saes(ctx: StageContext, model: str) -> list:
+    """The probe.saes of `model` (SAEs of other probed models are theirs)."""
+    from cortexlens.features.sae import load_sae, read_cfg, sae_folder
+
+    out = []
+    for i, sae_id in enumerate(ctx.study.params.probe.saes):
+        folder, key = sae_folder(ctx.study.models_dir, sae_id), f"probe.saes[{i}]"
+        cfg = read_cfg(folder, key)
+        if (cfg.get("metadata") or {}).get("model_name", cfg.get("model_name")) == model:
+            out.append(load_sae(folder, sae_id, key))
+    return out
+
+
+def _sae_jobs(ctx: StageContext, saes: list, concept: Concept, chosen: tuple) -> list[ProbeJob]:
+    """k-sparse probes on each SAE's mean-pooled token latents of the chosen documents."""
+    from cortexlens.features.spaces import sae_space
+
+    section, doc_ids, (_, _, y, groups) = ctx.study.params.probe, chosen[0], chosen
+    jobs = []
+    for sae in saes:
+        space = _SPACES.get((sae.sae_id, concept.dataset))
+        if space is None:
+            space = _SPACES[(sae.sae_id, concept.dataset)] = sae_space(
+                ctx.study.store_dir, ctx.item["model"], concept.dataset, sae, "mean")
+        rows = np.searchsorted(space.doc_ids, doc_ids)  # [n]: doc_ids are sorted in the space
+        jobs.append(ProbeJob(sae.point.hook, sae.point.layer, "mean", space.X[rows], y, groups,
+                             f"ksparse-{section.sae_k}", f"sae:{sae.sae_id}"))
+    return jobs
+
+
+_SPACES: dict[tuple[str, str], Any] = {}  # (sae_id, dataset) -> its pooled latents, shared by concepts
 
 
 def _metrics(writer, model: str) -> dict[str, Any]:

@@ -14,6 +14,11 @@ Encoding follows SAELens (`sae_lens/saes/*.py`): x -> optional input normalisati
 * topk: the k largest of pre (times the decoder row norms when `rescale_acts_by_decoder_norm`), ReLU'd,
   every other latent 0
 * jumprelu: relu(pre) where pre > threshold, else 0.
+Decoding: f @ W_dec + b_dec (+ x @ W_skip for a transcoder with a skip). A transcoder's folder adds
+`metadata.hook_name_out` (the hook point it predicts) and W_dec [d_sae, d_out].
+
+`save_sae` writes the folder from a trained `cortexlens.sae.model.SparseCoder` (BatchTopK saved as a
+JumpReLU with its inference threshold), with every key SAELens 6's `SAE.load_from_disk` needs.
 """
 
 from __future__ import annotations
@@ -50,6 +55,8 @@ class SAE:
     apply_b_dec_to_input: bool = True
     normalize_activations: str = "none"
     rescale_acts_by_decoder_norm: bool = False
+    point_out: HookPoint | None = None  # a transcoder's target (metadata.hook_name_out)
+    W_skip: torch.Tensor | None = None  # [d_in, d_out] (transcoders with a skip)
 
     @property
     def d_in(self) -> int:
@@ -58,6 +65,20 @@ class SAE:
     @property
     def d_sae(self) -> int:
         return self.W_enc.shape[1]
+
+    @property
+    def d_out(self) -> int:
+        return self.W_dec.shape[1]
+
+    def decode(self, f: torch.Tensor, x: torch.Tensor | None = None) -> torch.Tensor:
+        """latents [..., d_sae] (and x [..., d_in] for a skip) -> [..., d_out]."""
+        import torch
+
+        with torch.no_grad():
+            y = f.to(self.W_dec.dtype) @ self.W_dec + self.b_dec
+            if self.W_skip is not None:
+                y = y + x.to(self.W_skip.dtype) @ self.W_skip
+            return y
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """x [..., d_in] -> latents [..., d_sae] (float32)."""
@@ -151,7 +172,9 @@ def load_sae(folder: Path, sae_id: str, key: str) -> SAE:
         raise ConfigError(f"{key}: {folder / WEIGHTS} lacks {', '.join(missing)}")
     W_enc = tensors["W_enc"].float()
     d_in, d_sae = W_enc.shape
-    shapes = {"b_enc": (d_sae,), "W_dec": (d_sae, d_in), "b_dec": (d_in,), "threshold": (d_sae,)}
+    d_out = int(cfg.get("d_out") or d_in)
+    shapes = {"b_enc": (d_sae,), "W_dec": (d_sae, d_out), "b_dec": (d_out,), "threshold": (d_sae,),
+              "W_skip": (d_in, d_out)}
     wrong = [f"{n} {tuple(tensors[n].shape)} (expected {s})" for n, s in shapes.items()
              if n in tensors and tuple(tensors[n].shape) != s]
     if wrong:
@@ -163,4 +186,56 @@ def load_sae(folder: Path, sae_id: str, key: str) -> SAE:
                tensors["b_enc"].float(), tensors["W_dec"].float(), tensors["b_dec"].float(),
                tensors["threshold"].float() if architecture == "jumprelu" else None,
                k if architecture == "topk" else None, bool(cfg.get("apply_b_dec_to_input", True)), normalisation,
-               bool(cfg.get("rescale_acts_by_decoder_norm", False)))
+               bool(cfg.get("rescale_acts_by_decoder_norm", False)), _point_out(cfg, key, folder),
+               tensors["W_skip"].float() if "W_skip" in tensors else None)
+
+
+def _point_out(cfg: dict[str, Any], key: str, folder: Path) -> HookPoint | None:
+    name = _meta(cfg, "hook_name_out")
+    if name is None:
+        return None
+    return cfg_point({"hook_name": name}, key, folder)
+
+
+SAE_LENS_VERSION = "6.54.12"  # the format version written (SAELens reads it as 6.x, no conversion)
+
+
+def save_sae(coder: Any, folder: Path, hook_name: str, model_name: str | None, *,
+             hook_name_out: str | None = None, metadata: dict[str, Any] | None = None) -> Path:
+    """Write `coder` (a SparseCoder, normalisation folded in) as a SAELens-format folder, atomically
+    (a temporary folder renamed into place). Returns the folder."""
+    import shutil
+
+    from safetensors.torch import save_file
+
+    c = coder.cfg
+    architecture = {"relu": "standard", "topk": "topk", "batchtopk": "jumprelu", "jumprelu": "jumprelu"}[c.arch]
+    tensors = {name: getattr(coder, name).detach().float().contiguous().clone()
+               for name in ("W_enc", "b_enc", "W_dec", "b_dec")}
+    threshold = coder.inference_threshold()
+    if threshold is not None:
+        tensors["threshold"] = threshold.float().contiguous()
+    if coder.W_skip is not None:
+        tensors["W_skip"] = coder.W_skip.detach().float().contiguous().clone()
+    cfg: dict[str, Any] = {
+        "architecture": architecture, "d_in": c.d_in, "d_sae": c.d_sae, "dtype": "float32", "device": "cpu",
+        "apply_b_dec_to_input": False, "normalize_activations": "none", "reshape_activations": "none",
+        "metadata": {"model_name": model_name, "hook_name": hook_name, "hook_head_index": None,
+                     "sae_lens_version": SAE_LENS_VERSION, "sae_lens_training_version": SAE_LENS_VERSION,
+                     "prepend_bos": True, "context_size": None, "dataset_path": None},
+        "cortexlens": {"arch": c.arch, **(metadata or {})},
+    }
+    if c.arch == "topk":
+        cfg.update(k=c.k, rescale_acts_by_decoder_norm=False)
+    if hook_name_out is not None:
+        cfg["d_out"] = c.out_width
+        cfg["metadata"]["hook_name_out"] = hook_name_out
+    folder = Path(folder)
+    tmp = folder.with_name(f".{folder.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_file({k: v for k, v in tensors.items()}, str(tmp / WEIGHTS))
+    (tmp / CFG).write_text(json.dumps(cfg, indent=2) + "\n", encoding="utf-8")
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)
+    return folder

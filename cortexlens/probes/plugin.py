@@ -44,6 +44,11 @@ class ProbeParams(Section):
     """Concept depth: the first layer whose accuracy reaches this fraction of the best."""
     n_jobs: int = Field(2, ge=1)
     """Probes fit in parallel processes (joblib)."""
+    saes: list[Name] = Field(default_factory=list)
+    """SAEs (<paths.models>/sae/<id>/, e.g. from train_sae) of a probed model: k-sparse probes on their
+    mean-pooled token latents are reported beside the dense probe of the SAE's hook point and layer."""
+    sae_k: PositiveInt = 8
+    """Latents a k-sparse probe keeps (chosen on the training rows only)."""
     register_probes: bool = True
     """Register each model's best-layer probes in MLflow (`<study>-probes-<model>`, alias tracking.alias)."""
     seed: Seed = 0
@@ -94,6 +99,23 @@ def check(study: Study) -> list[str]:
                  for i, p in enumerate(section.poolings) if p not in extract.pooling]
     for model in (m for m in section.models if m in extract.models):
         problems += _hook_problems(study, model)
+    return problems + _sae_problems(study)
+
+
+def _sae_problems(study: Study) -> list[str]:
+    """probe.saes: trained by train_sae in this study, or an existing SAELens-format folder."""
+    from cortexlens.errors import CortexLensError
+    from cortexlens.features.sae import read_cfg, sae_folder
+
+    trained = {s.name for s in getattr(getattr(study.params, "train_sae", None), "saes", [])}
+    problems = []
+    for i, sae_id in enumerate(study.params.probe.saes):
+        if sae_id in trained:
+            continue
+        try:
+            read_cfg(sae_folder(study.models_dir, sae_id), f"probe.saes[{i}]")
+        except CortexLensError as err:
+            problems += err.lines
     return problems
 
 

@@ -28,6 +28,15 @@ class ProbeSettings:
     def make_probe(self) -> GroupedLogisticProbe:
         return GroupedLogisticProbe(self.Cs, self.inner_folds)
 
+    def maker(self, probe: str):
+        """`logistic`, or `ksparse-<k>` (a k-sparse probe, for SAE latents)."""
+        if probe == "logistic":
+            return self.make_probe
+        from cortexlens.probes.sparse import KSparseProbe
+
+        k = int(probe.split("-", 1)[1])
+        return lambda: KSparseProbe(k, self.Cs, self.inner_folds)
+
 
 @dataclass(frozen=True)
 class ProbeJob:
@@ -37,6 +46,8 @@ class ProbeJob:
     X: np.ndarray  # [n, d] float32
     y: np.ndarray  # [n] class labels
     groups: np.ndarray  # [n] lexical items
+    probe: str = "logistic"  # or ksparse-<k>
+    features: str = "activations"  # or sae:<sae_id>
 
 
 @dataclass(frozen=True)
@@ -47,16 +58,19 @@ class ProbeOutcome:
     scores: FoldScores
     control: FoldScores | None
     final: GroupedLogisticProbe  # fit on every example
+    probe: str = "logistic"
+    features: str = "activations"
 
 
 def fit_job(job: ProbeJob, settings: ProbeSettings) -> ProbeOutcome:
-    scores = grouped_cv(settings.make_probe, job.X, job.y, job.groups, settings.folds)
+    make = settings.maker(job.probe)
+    scores = grouped_cv(make, job.X, job.y, job.groups, settings.folds)
     control = None
     if settings.control:
         shuffled = control_labels(job.y, job.groups, settings.seed)
-        control = grouped_cv(settings.make_probe, job.X, shuffled, job.groups, settings.folds)
-    final = settings.make_probe().fit(job.X, job.y, job.groups)
-    return ProbeOutcome(job.hook, job.layer, job.pooling, scores, control, final)
+        control = grouped_cv(make, job.X, shuffled, job.groups, settings.folds)
+    final = make().fit(job.X, job.y, job.groups)
+    return ProbeOutcome(job.hook, job.layer, job.pooling, scores, control, final, job.probe, job.features)
 
 
 def fit_jobs(jobs: Sequence[ProbeJob], settings: ProbeSettings, n_jobs: int = 1) -> list[ProbeOutcome]:

@@ -12,13 +12,13 @@ def probe_rows(model: str, concept: Concept, outcomes: list[ProbeOutcome], n_lay
     rows: dict[str, list] = {k: [] for k in (
         "model", "dataset", "concept", "hook", "layer", "pooling", "probe", "accuracy", "accuracy_sd",
         "control_accuracy", "selectivity", "n_train", "n_test", "tier", "depth", "n_layers", "C",
-        "fold_accuracies", "n_classes")}
+        "fold_accuracies", "n_classes", "features")}
     for o in outcomes:
         control = o.control.accuracy if o.control is not None else None
-        values = (model, concept.dataset, concept.name, o.hook, o.layer, o.pooling, "logistic", o.scores.accuracy,
+        values = (model, concept.dataset, concept.name, o.hook, o.layer, o.pooling, o.probe, o.scores.accuracy,
                   o.scores.accuracy_sd, control, None if control is None else o.scores.accuracy - control,
                   o.scores.n_train, o.scores.n_test, concept.tier, relative_depth(o.layer, n_layers), n_layers,
-                  float(o.final.C_), o.scores.accuracies, len(o.final.classes_))
+                  float(o.final.C_), o.scores.accuracies, len(o.final.classes_), o.features)
         for key, value in zip(rows, values, strict=True):
             rows[key].append(value)
     return rows

@@ -94,6 +94,7 @@ def small_params(**overrides) -> dict:
         # probes have their own tests (tests/unit/test_probes.py), sparsity runs here.
         "probe": {"models": []},
         "patch": {"models": []},
+        "train_sae": {"saes": []},  # the SAEs have their own tests (tests/unit/test_train_sae_stage.py)
         "sparsity": {"models": ["minilm", "toy"], "sample_tokens": 256, "eval_docs": 16, "sweep": [0.0, 0.2],
                      "topk": [0.25]},
         # the toy against a simulated subject, with its random-init control (toy_random)

@@ -126,7 +126,7 @@ def test_second_run_takes_every_task_from_the_cache_and_rebuilds_deleted_outputs
     assert states(proc.stdout) == {"train_toy": "Cached", "train_facts": "Cached", "extract@minilm": "Cached",
                                    "extract@toy": "Completed",
                                    "sparsity@minilm": "Cached", "sparsity@toy": "Cached",
-                                   "extract@toy_random": "Cached", "brain@toy": "Cached",
+                                   "extract@toy_random": "Cached", "brain@toy": "Cached", "train_sae": "Cached",
                                    **_report_state(proc.stdout)}, proc.stdout
     assert_tables_close(tables(directory), before, atol=1e-5)
 
@@ -177,7 +177,7 @@ def test_failed_stage_leaves_nothing_visible_and_the_next_run_resumes(prefect_se
     assert found.pop("extract@toy_random") in ("Cached", "Completed"), resumed.stdout
     assert found == {"train_toy": "Cached", "train_facts": "Cached", "extract@minilm": "Cached", "sparsity@minilm": "Cached",
                      "extract@toy": "Completed", "sparsity@toy": "Completed", "brain@toy": "Completed",
-                     **_report_state(resumed.stdout)}, resumed.stdout
+                     "train_sae": "Completed", **_report_state(resumed.stdout)}, resumed.stdout
     assert {p: p.stat().st_mtime_ns for p in shard0} == stamps  # kept, not redone
     assert_tables_close(tables(tmp_path), tables(flow_dir), atol=1e-5)
 

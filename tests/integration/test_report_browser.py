@@ -46,6 +46,7 @@ def report(tmp_path_factory, tiny_model):
     _toy_heads(model, root / "store")
     _brain_alignment(tiny_model("gpt2"), root / "store")
     _patching(model, root / "store")
+    _saes(model, root / "store", root / "sae")
     toy = root / "train_toy.json"
     toy.write_text(json.dumps({"first_copy_accuracy": 0.002, "second_copy_accuracy": 0.95,
                                "chance_accuracy": 0.0015}))
@@ -118,6 +119,38 @@ def _toy_heads(model, store: Path) -> None:
     rows = [{"model": "toy", **row, "n_sequences": 20, "segment_length": 5} for row in scores.rows()]
     writer = ResultWriter(store / "train_toy", stage="train_toy", item=None, fingerprint="browser-test")
     writer.write_unit("heads", {HEADS_TABLE: {key: [r[key] for r in rows] for key in rows[0]}})
+    writer.finish()
+
+
+def _saes(model, store: Path, folders: Path) -> None:
+    """train_sae's results: two SAEs on the tiny model's layer-1 attn_z (computed live), trained by the
+    library, their runs and head attribution written as the stage does."""
+    import numpy as np
+
+    from cortexlens.data.corpus import generate_corpus
+    from cortexlens.extraction.live import iter_model_activations
+    from cortexlens.features.sae import load_sae, save_sae
+    from cortexlens.models.hooks import HookPoint
+    from cortexlens.sae.analysis import head_rows
+    from cortexlens.sae.model import CoderConfig
+    from cortexlens.sae.train import TrainConfig, evaluate, train
+    from cortexlens.store.results import ResultWriter
+
+    point = HookPoint("attn_z", 1)
+    X = np.concatenate([b.acts[point] for b in iter_model_activations(model, generate_corpus(20, 0), [point], 64)])
+    writer = ResultWriter(store / "train_sae", stage="train_sae", item=None, fingerprint="browser-test")
+    for arch, k in (("topk", 4), ("relu", None)):
+        cfg = CoderConfig(arch, X.shape[1], 2 * X.shape[1], k=k)
+        coder, _ = train(cfg, TrainConfig(steps=20, checkpoint_every=0), lambda e, s: iter([(X, X)][s:]), 1)
+        m = evaluate(coder, iter([(X, X)]))
+        sae = load_sae(save_sae(coder, folders / arch, point.name, "tiny"), arch, "test")
+        run = {"sae_id": arch, "model": "tiny", "hook": "attn_z", "layer": 1, "arch": arch, "d_in": sae.d_in,
+               "d_sae": sae.d_sae, "l0": m.l0, "fvu": m.fvu, "dead_frac": m.dead_frac, "loss_recovered": None,
+               "target_hook": None, "dataset": "corpus", "explained_variance": m.explained_variance,
+               "dense_frac": m.dense_frac, "kl": None, "final_cosine": None, "final_relative_change": None}
+        heads = head_rows(sae, model.dims.n_heads)
+        writer.write_unit(f"sae={arch}", {"sae_runs": {key: [run[key]] for key in run},
+                                          "sae_heads": {key: [r[key] for r in heads] for key in heads[0]}})
     writer.finish()
 
 

@@ -114,15 +114,18 @@ def test_the_default_study_graph_lets_extract_minilm_run_beside_train_toy():
     specs, needs = plan(study)
     assert set(specs) == {"train_toy", "train_facts", "extract@minilm", "extract@toy", "probe@minilm", "probe@toy",
                           "sparsity@minilm", "sparsity@toy", "extract@minilm_random", "brain@minilm", "patch@toy",
-                          "patch@facts", "report"}
+                          "patch@facts", "train_sae", "report"}
     assert needs["extract@minilm"] == set()  # refined: minilm does not read the toy model's directory
     assert needs["extract@toy"] == {"train_toy"}
     assert needs["sparsity@minilm"] == {"extract@minilm"}
-    assert needs["probe@toy"] == {"extract@toy"}  # probes read the store, not the model
+    assert needs["probe@toy"] == {"extract@toy", "train_sae"}  # probes read the store (and probe.saes), not the model
     assert needs["sparsity@toy"] == {"extract@toy", "train_toy"}
     assert needs["extract@minilm_random"] == set()  # the random copy of MiniLM reads no trained weights
-    assert needs["brain@minilm"] == {"extract@minilm", "extract@minilm_random"}  # refined: not the toy's
+    # refined: not the toy's (brain.saes: the SAE folders)
+    assert needs["brain@minilm"] == {"extract@minilm", "extract@minilm_random", "train_sae"}
     assert needs["train_facts"] == set()
+    # SAEs read the store's extractions and splice into the toy model
+    assert needs["train_sae"] == {"extract@minilm", "extract@toy", "extract@minilm_random", "train_toy"}
     # patching reads its own model and the probe directions (the probe stage's whole out)
     assert needs["patch@toy"] == {"train_toy", "probe@minilm", "probe@toy"}
     assert needs["patch@facts"] == {"train_facts", "probe@minilm", "probe@toy"}

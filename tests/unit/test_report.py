@@ -284,10 +284,11 @@ def test_stage_run_writes_report_and_metrics(tmp_path, store):
     assert metrics["queries"] == n and set(metrics["rows"]) == {s.name for s in load_queries(QUERIES)}
     assert metrics["rows"]["21_top_contexts_minilm"] == len(NEURON_100)
     # the position heatmap keeps positions with >= 20 tokens: none in a 5-token store
-    # empty: the position heatmap, the toy circuit, the two sparsity, two probe, four brain and six patching
-    # queries (the planted store has no results); the three patching tables count as tables
-    assert (metrics["figures"], metrics["tables"], metrics["empty_queries"]) == (3 + 1, 3 + 2 + 3,
-                                                                                 1 + 1 + 2 + 2 + 4 + 6)
+    # empty: the position heatmap, the toy circuit, the two sparsity, two probe, four brain, six patching
+    # and six SAE queries (the planted store has no results); the three patching and three SAE tables count
+    # as tables
+    assert (metrics["figures"], metrics["tables"], metrics["empty_queries"]) == (3 + 1, 3 + 2 + 3 + 3,
+                                                                                 1 + 1 + 2 + 2 + 4 + 6 + 6)
     # The metrics file holds results only (DVC compares it across experiments); timings go to MLflow.
     timings = metrics.pop("timings")
     assert set(timings) == {"build", "stage", *metrics["rows"]}

@@ -1,0 +1,1 @@
+"""Sparse autoencoders and transcoders: architectures, trainer, metrics, attention and circuit analyses."""
