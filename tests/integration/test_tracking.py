@@ -314,9 +314,11 @@ def test_demo_database_has_a_run_per_stage_and_a_loadable_model(monkeypatch):
     experiment = client.get_experiment_by_name(study.params.study)
     assert experiment is not None, f"no experiment {study.params.study!r} in {uri}"
     runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"])
-    newest = {}
+    newest, children = {}, {}
     for run in runs:
-        newest.setdefault(run.info.run_name, run)
+        # Nested runs (train_sae's one per SAE) belong to their stage's run, not to dvc.yaml's stages.
+        parent = run.data.tags.get("mlflow.parentRunId")
+        (children.setdefault(parent, {}) if parent else newest).setdefault(run.info.run_name, run)
     # Every stage instance dvc.yaml declares for this study ran and finished.
     from cortexlens.pipeline.dvcfile import load_stage_specs
 
@@ -325,6 +327,10 @@ def test_demo_database_has_a_run_per_stage_and_a_loadable_model(monkeypatch):
     assert {"train_toy", "extract@minilm", "probe@toy", "sparsity@minilm", "report"} <= stages
     assert set(newest) == stages
     assert {name: run.info.status for name, run in newest.items()} == dict.fromkeys(stages, "FINISHED")
+    if "train_sae" in newest:  # one finished child run per SAE of train_sae.saes
+        saes = {f"train_sae/{spec.name}" for spec in study.params.train_sae.saes}
+        sae_runs = children.get(newest["train_sae"].info.run_id, {})
+        assert {name: run.info.status for name, run in sae_runs.items()} == dict.fromkeys(saes, "FINISHED")
     name, alias = f"{study.params.study}-toy", study.params.tracking.alias
     version = client.get_model_version_by_alias(name, alias)
     assert version.run_id == newest["train_toy"].info.run_id
