@@ -167,6 +167,7 @@ def _run(ctx: StageContext, plans: list[Plan]) -> dict[str, Any]:
         out["saes"][r["sae_id"]] = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()
                                     if k in ("arch", "hook", "layer", "d_sae", "fvu", "l0", "dead_frac", "dense_frac",
                                              "loss_recovered", "kl", "final_cosine")}
+    out["n_saes"] = len(runs)  # a study without SAEs still has a metric (`dvc exp show` shows no empty file)
     writer.finish({"saes": len(plans)})
     _register(ctx, plans, runs)
     return {**out, "timings": timings}
