@@ -1,6 +1,6 @@
 """Extraction speed on MiniLM: ours vs a bare forward pass, and the nnsight peer vs ours.
 
-    python bench/extract.py [--docs 1024] [--batch-size 32] [--rounds 3]
+    python bench/extract.py [--docs 1024] [--batch-size 32] [--rounds 3] [--torch-threads N]
 
 All three run the same batches of the built-in corpus (tokenisation included in each):
   bare   : the forward pass alone, no hooks, nothing stored
@@ -8,8 +8,10 @@ All three run the same batches of the built-in corpus (tokenisation included in 
            outputs) into zstd Parquet shards
   nnsight: the same 7 modules collected with nnsight's `.save()` inside a trace, pad rows dropped
            and written through the same Parquet shard writer
-Prints medians over interleaved rounds and the ratios ours/bare (target <= 1.3) and
-nnsight/ours (target >= 1.0). Timings are noisy on shared machines; ratios from one run are the point.
+Prints medians over interleaved rounds and the ratios ours/bare (target <= 1.10) and
+nnsight/ours (target >= 1.15). Timings are noisy on shared machines; ratios from one run are the point.
+--torch-threads below the core count leaves a core to the store's writer thread (the default is
+torch's: every core).
 """
 
 from __future__ import annotations
@@ -43,7 +45,10 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--compression", default="zstd", choices=["zstd", "lz4", "snappy", "none"])
+    ap.add_argument("--torch-threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     args = ap.parse_args()
+    if args.torch_threads:
+        torch.set_num_threads(args.torch_threads)
 
     model = load_hooked_model("minilm", ResolvedSource("builtin", str(minilm_dir()), alias="minilm"),
                               torch.device("cpu"))
@@ -101,8 +106,8 @@ def main() -> None:
           f"7 residual-stream points, torch threads {torch.get_num_threads()}, median of {args.rounds} rounds")
     for name, seconds in medians.items():
         print(f"  {name:<8} {seconds:7.2f} s  ({n_tokens / seconds:8.0f} tokens/s)")
-    print(f"ours/bare    = {medians['ours'] / medians['bare']:.2f}   (target <= 1.3)")
-    print(f"nnsight/ours = {medians['nnsight'] / medians['ours']:.2f}   (target >= 1.0)")
+    print(f"ours/bare    = {medians['ours'] / medians['bare']:.2f}   (target <= 1.10)")
+    print(f"nnsight/ours = {medians['nnsight'] / medians['ours']:.2f}   (target >= 1.15)")
     shutil.rmtree(scratch, ignore_errors=True)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from cortexlens.models.hooks import HookPoint, UnknownHookError, parse_hook
+from cortexlens.models.hooks import HookPoint
 
 if TYPE_CHECKING:
     from cortexlens.config.study import Study
@@ -67,32 +67,7 @@ def control_of(study: Study, model: str) -> tuple[str | None, str | None]:
 def brain_points(study: Study, model: str) -> tuple[list[HookPoint], list[str]]:
     """The hook points scored for `model` (brain.hooks at brain.layers, `all`: every extracted layer)."""
     section = study.params.brain
-    extracted = study.hook_points(model)
-    n = study.model_info(model).n_layers
-    points, problems = [], []
-    for i, text in enumerate(section.hooks):
-        try:
-            hook, fixed = parse_hook(text)
-        except UnknownHookError as err:
-            problems.append(f"brain.hooks[{i}]: {err}")
-            continue
-        have = sorted(p.layer for p in extracted if p.hook == hook)
-        if not have:
-            problems.append(f"brain.hooks[{i}]: {hook!r} is not extracted for {model} (add it to extract.hooks)")
-            continue
-        if fixed is not None:
-            wanted, keys = [fixed], [f"brain.hooks[{i}]"]
-        elif section.layers == "all":
-            wanted, keys = have, [None] * len(have)
-        else:
-            wanted, keys = list(section.layers), [f"brain.layers[{j}]" for j in range(len(section.layers))]
-        for layer, key in zip(wanted, keys):
-            if not -n <= layer < n or layer % n not in have:
-                problems.append(f"{key}: layer {layer} of {hook} is not extracted for {model} "
-                                f"(extracted: {', '.join(map(str, have))})")
-            else:
-                points.append(HookPoint(hook, layer % n))
-    return list(dict.fromkeys(points)), problems
+    return study.requested_points(model, "brain", section.hooks, section.layers)
 
 
 def sae_entries(study: Study) -> list[tuple[int, str, str | None]]:

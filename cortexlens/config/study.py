@@ -22,7 +22,7 @@ from cortexlens.config.semantic import check_dataset_files, check_device, check_
 from cortexlens.config.yaml_io import read_yaml
 from cortexlens.errors import ConfigError, CortexLensError
 from cortexlens.models.describe import ModelInfo, describe_model
-from cortexlens.models.hooks import HookPoint
+from cortexlens.models.hooks import HookPoint, UnknownHookError, parse_hook
 from cortexlens.models.model_config import ModelConfig
 from cortexlens.models.sources import ResolvedSource, resolve_source
 
@@ -75,6 +75,39 @@ class Study:
         if problems:
             raise ConfigError(*problems)
         return points
+
+    def requested_points(self, model: str, section: str, hooks: Sequence[str], layers: str | Sequence[int]
+                         ) -> tuple[list[HookPoint], list[str]]:
+        """An analysis's `hooks` at `layers` ("all": every extracted layer of each hook; a hook text
+        with its own layer, `resid_post.3`, keeps it) as extracted points of `model`, and one line per
+        hook or layer that is not extracted, keyed `<section>.hooks[i]` or `<section>.layers[j]`."""
+        extracted = self.hook_points(model)
+        n = self.model_info(model).n_layers
+        points: list[HookPoint] = []
+        problems: list[str] = []
+        for i, text in enumerate(hooks):
+            try:
+                hook, fixed = parse_hook(text)
+            except UnknownHookError as err:
+                problems.append(f"{section}.hooks[{i}]: {err}")
+                continue
+            have = sorted(p.layer for p in extracted if p.hook == hook)
+            if not have:
+                problems.append(f"{section}.hooks[{i}]: {hook!r} is not extracted for {model} (add it to extract.hooks)")
+                continue
+            if fixed is not None:
+                wanted, keys = [fixed], [f"{section}.hooks[{i}]"]
+            elif layers == "all":
+                wanted, keys = have, [f"{section}.layers"] * len(have)
+            else:
+                wanted, keys = list(layers), [f"{section}.layers[{j}]" for j in range(len(layers))]
+            for layer, key in zip(wanted, keys):
+                if not -n <= layer < n or layer % n not in have:
+                    problems.append(f"{key}: layer {layer} of {hook} is not extracted for {model} "
+                                    f"(extracted: {', '.join(map(str, have))})")
+                else:
+                    points.append(HookPoint(hook, layer % n))
+        return list(dict.fromkeys(points)), problems
 
 
 @lru_cache(maxsize=1)

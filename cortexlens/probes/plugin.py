@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import Field, field_validator
 
 from cortexlens.config.schema import Name, PositiveInt, Section, Seed
-from cortexlens.models.hooks import HookPoint, UnknownHookError, parse_hook
+from cortexlens.models.hooks import HookPoint
 from cortexlens.plugins import Plugin
 from cortexlens.probes.concepts import BUILTIN_CONCEPTS, ConceptSpec, resolve
 from cortexlens.store.views import ResultView
@@ -66,19 +66,7 @@ def probe_points(study: Study, model: str) -> list[HookPoint]:
     """The hook points probed for `model`: each of probe.hooks at probe.layers (all: every extracted
     layer of that hook). `check` has made sure they are extracted."""
     section = study.params.probe
-    extracted = study.hook_points(model)
-    n = study.model_info(model).n_layers
-    points = []
-    for hook_text in section.hooks:
-        hook, fixed = parse_hook(hook_text)
-        if fixed is not None:
-            layers = [fixed % n]
-        elif section.layers == "all":
-            layers = sorted(p.layer for p in extracted if p.hook == hook)
-        else:
-            layers = [layer % n for layer in section.layers]
-        points += [HookPoint(hook, layer) for layer in layers]
-    return list(dict.fromkeys(points))
+    return study.requested_points(model, "probe", section.hooks, section.layers)[0]
 
 
 def check(study: Study) -> list[str]:
@@ -121,26 +109,7 @@ def _sae_problems(study: Study) -> list[str]:
 
 def _hook_problems(study: Study, model: str) -> list[str]:
     section = study.params.probe
-    extracted = study.hook_points(model)
-    n = study.model_info(model).n_layers
-    problems = []
-    for i, hook_text in enumerate(section.hooks):
-        try:
-            hook, fixed = parse_hook(hook_text)
-        except UnknownHookError as err:
-            problems.append(f"probe.hooks[{i}]: {err}")
-            continue
-        have = sorted(p.layer for p in extracted if p.hook == hook)
-        if not have:
-            problems.append(f"probe.hooks[{i}]: {hook!r} is not extracted for {model} (add it to extract.hooks)")
-            continue
-        wanted = [fixed] if fixed is not None else ([] if section.layers == "all" else section.layers)
-        for j, layer in enumerate(wanted):
-            if not -n <= layer < n or layer % n not in have:
-                key = f"probe.layers[{j}]" if fixed is None else f"probe.hooks[{i}]"
-                problems.append(f"{key}: layer {layer} of {hook} is not extracted for {model} "
-                                f"(extracted: {', '.join(map(str, have))})")
-    return problems
+    return study.requested_points(model, "probe", section.hooks, section.layers)[1]
 
 
 PROBES_VIEW = ResultView(

@@ -220,3 +220,37 @@ def test_connections_and_attributions_on_a_hand_example():
     torch.testing.assert_close(attributions(up, down, x, x), torch.tensor([[1.0, 0.0], [2.0, 0.0]]))
     src, tgt, score = top_edges(conn, 1)
     assert (src.tolist(), tgt.tolist(), score.tolist()) == ([1, 1], [0, 1], [2.0, -2.0])
+
+
+def test_latents_of_a_planted_head_are_attributed_to_that_head():
+    """attn_z of 4 heads x d_head 8: 48 atoms spread over every head, 16 that only head 2 writes (the
+    "induction" atoms, on a marked half of the rows). The latents most active on the marked rows must
+    come from head 2 by their decoder-norm shares (what sae_heads stores and query 55 averages)."""
+    from cortexlens.sae.analysis import head_shares
+
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(0)
+    n_heads, d_head = 4, 8
+    dense = planted_dictionary(48, n_heads * d_head, seed=1)
+    local = np.zeros((16, n_heads * d_head), np.float32)
+    local[:, 2 * d_head:3 * d_head] = planted_dictionary(16, d_head, seed=2)
+    rows = 8192
+    marked = rng.random(rows) < 0.5
+    x = planted_batch(dense, rows, rng, active=2)
+    x[marked] += 2.0 * local[rng.integers(0, 16, int(marked.sum()))]
+
+    def batches(epoch, start, B=256):
+        perm = np.random.default_rng((0, epoch)).permutation(rows)
+        for b in range(start, rows // B):
+            yield x[perm[b * B:(b + 1) * B]], x[perm[b * B:(b + 1) * B]]
+
+    model, _ = train(CoderConfig("topk", n_heads * d_head, 128, k=3),
+                     TrainConfig(steps=600, lr=4e-3, aux_k=16, dead_tokens=4096, checkpoint_every=0),
+                     batches, rows // 256)
+    with torch.no_grad():
+        f = model.encode(torch.from_numpy(x[marked]))  # [marked rows, d_sae]
+        shares = head_shares(model.W_dec, n_heads)  # [d_sae, n_heads]
+    top = f.sum(0).topk(10).indices
+    mean_share = shares[top].mean(0)
+    print("head shares of the 10 latents most active on marked rows:", mean_share.numpy().round(3))
+    assert int(mean_share.argmax()) == 2 and float(mean_share[2]) > 0.8
