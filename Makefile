@@ -64,6 +64,7 @@ test-all: $(STAMP) browser
 
 bench: $(STAMP)
 	$(BIN)/python bench/extract.py
+	$(BIN)/python bench/store_encoding.py
 	$(BIN)/python bench/extract_memory.py
 	$(BIN)/python bench/reader.py
 	$(BIN)/python bench/brain.py
