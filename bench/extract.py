@@ -11,7 +11,8 @@ All three run the same batches of the built-in corpus (tokenisation included in 
 Prints medians over interleaved rounds and the ratios ours/bare (target <= 1.10) and
 nnsight/ours (target >= 1.15). Timings are noisy on shared machines; ratios from one run are the point.
 --torch-threads below the core count leaves a core to the store's writer thread (the default is
-torch's: every core).
+torch's: every core). --parts also times the pieces: the hooked forward alone, plus the gather of
+non-pad rows to numpy, and ours with the writes on the forward's thread.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--compression", default="zstd", choices=["zstd", "lz4", "snappy", "none"])
     ap.add_argument("--torch-threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    ap.add_argument("--parts", action="store_true",
+                    help="also time the pieces: hooks only, hooks + gather to numpy, synchronous writes")
     args = ap.parse_args()
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)
@@ -96,11 +99,34 @@ def main() -> None:
                 writer.write(batch, dict(zip(points, saved)))
         writer.close()
 
+    def hooks_only() -> None:
+        with torch.inference_mode():
+            for batch in batches():
+                model.run_with_cache(batch.inputs, points)
+
+    def gather() -> None:
+        with torch.inference_mode():
+            for batch in batches():
+                for acts in model.run_with_cache(batch.inputs, points).values():
+                    acts.flatten(0, 1).index_select(0, batch.rows).float().cpu().numpy()
+
+    def synchronous() -> None:  # ours, with the writes on this thread instead of the writer thread
+        shutil.rmtree(scratch / "sync", ignore_errors=True)
+        writer = ShardWriter(scratch / "sync", 0, "float32", settings.compression, settings.row_group_rows, [],
+                             TokenDecoder(model.tokenizer))
+        with torch.inference_mode():
+            for batch in batches():
+                writer.write(batch, model.run_with_cache(batch.inputs, points))
+        writer.close()
+
+    contenders = {"bare": bare, "ours": ours, "nnsight": peer}
+    if args.parts:
+        contenders |= {"hooks": hooks_only, "gather": gather, "sync": synchronous}
     # Warm-up, once each: kernels, the allocator, and the page cache (on a VM the first write into
     # untouched memory costs several times a re-write; that is the machine, not the writer).
-    for warm_up in (bare, ours, peer):
+    for warm_up in contenders.values():
         warm_up()
-    medians = time_rounds({"bare": bare, "ours": ours, "nnsight": peer}, args.rounds)
+    medians = time_rounds(contenders, args.rounds)
     n_tokens = sum(int(b.n_tokens.sum()) for b in batches())
     print(f"MiniLM, {args.docs} documents, {n_tokens} tokens, batch {args.batch_size}, "
           f"7 residual-stream points, torch threads {torch.get_num_threads()}, median of {args.rounds} rounds")
@@ -108,6 +134,9 @@ def main() -> None:
         print(f"  {name:<8} {seconds:7.2f} s  ({n_tokens / seconds:8.0f} tokens/s)")
     print(f"ours/bare    = {medians['ours'] / medians['bare']:.2f}   (target <= 1.10)")
     print(f"nnsight/ours = {medians['nnsight'] / medians['ours']:.2f}   (target >= 1.15)")
+    for name in ("hooks", "gather", "sync"):
+        if name in medians:
+            print(f"{name}/bare{' ' * (7 - len(name))}= {medians[name] / medians['bare']:.2f}")
     shutil.rmtree(scratch, ignore_errors=True)
 
 
