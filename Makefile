@@ -57,7 +57,7 @@ browser:
 	@scripts/ensure-chromium
 
 test: $(STAMP) browser
-	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/pytest -m "not slow" -n $(TEST_WORKERS) --dist loadfile
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/pytest -m "not slow" -n $(TEST_WORKERS) --dist loadfile --durations=15
 
 test-all: $(STAMP) browser
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/pytest
