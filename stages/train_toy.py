@@ -29,7 +29,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
     # between two runs of the same params (dvc.lock records their hashes; git keeps the metrics).
     timings = {"train": round(metrics.pop("train_seconds"), 3)}
     save_toy(model, tokenizer, study.models_dir / MODEL, metrics)
-    writer = ctx.results()
+    writer = ctx.results(produced={"model": study.models_dir / MODEL})
     if not writer.done("heads"):
         rows = [{"model": MODEL, **row, "n_sequences": params.score_sequences, "segment_length": params.score_length}
                 for row in _head_rows(metrics)]

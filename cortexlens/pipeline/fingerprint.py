@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,18 @@ def stage_fingerprint(spec: StageSpec, params: dict[str, Any], root: Path) -> st
         "outs": [_relative(path, root) for path in spec.written],
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def with_produced(fingerprint: str, produced: Mapping[str, Path]) -> tuple[str, dict[str, str]]:
+    """(`fingerprint` extended by the content of what a run produced, {"produced.<name>": digest}).
+
+    For results computed from the run's own products (train_toy's head scores of the model it just
+    trained): keyed on the product's content, they are never reused for other weights."""
+    if not produced:
+        return fingerprint, {}
+    digests = {f"produced.{name}": hash_paths([Path(path)]) for name, path in sorted(produced.items())}
+    payload = json.dumps([fingerprint, digests], sort_keys=True).encode()
+    return hashlib.sha256(payload).hexdigest(), digests
 
 
 def _relative(path: Path, root: Path) -> str:

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from cortexlens.errors import ConfigError, CortexLensError
 from cortexlens.pipeline.dvcfile import StageSpec, load_stage_specs, nested, params_values, read_dvc_yaml
-from cortexlens.pipeline.fingerprint import manifests_under, stage_fingerprint
+from cortexlens.pipeline.fingerprint import manifests_under, stage_fingerprint, with_produced
 from cortexlens.store.atomic import write_json
 
 if TYPE_CHECKING:
@@ -77,14 +77,19 @@ class StageContext:
                               f"({store}) for the stage's results, found {len(inside)}")
         return inside[0]
 
-    def results(self) -> ResultWriter:
+    def results(self, produced: Mapping[str, Path] | None = None) -> ResultWriter:
         """A result writer at `results_dir`, keyed on this run's fingerprint (so a killed run resumes
-        and changed code, params or inputs start over), checking the columns its views contract."""
+        and changed code, params or inputs start over), checking the columns its views contract.
+
+        `produced` names what this run made before its results and computed them from (train_toy's
+        model): their content joins the key, so results of another run's model are never reused (the
+        same params train other weights on another kind of CPU)."""
         from cortexlens.plugins import views_of_stage
         from cortexlens.store.results import ResultWriter
 
+        fingerprint, digests = with_produced(self.fingerprint, produced or {})
         return ResultWriter(self.results_dir, stage=self.spec.name, item=self.spec.item,
-                            fingerprint=self.fingerprint, params=self.params, inputs=self.inputs,
+                            fingerprint=fingerprint, params=self.params, inputs={**self.inputs, **digests},
                             contracts=views_of_stage(self.spec.name))
 
     def metrics_of(self, stage: str) -> Path | None:

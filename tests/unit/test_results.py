@@ -108,6 +108,30 @@ def test_another_fingerprint_starts_over(tmp_path, with_plugin):
     assert connect(tmp_path / "store").execute("select count(*) from scores").fetchone() == (0,)
 
 
+def test_results_of_a_run_s_own_product_are_redone_when_the_product_differs(tmp_path, with_plugin):
+    """train_toy scores the model it has just trained: the same params train other weights on another
+    kind of CPU, so the head scores of the old weights must not be reused (they once were)."""
+    from cortexlens.pipeline.fingerprint import with_produced
+
+    model = tmp_path / "models" / "toy"
+    model.mkdir(parents=True)
+    (model / "model.safetensors").write_bytes(b"weights of run 1")
+    directory = tmp_path / "store" / "score"
+    fp1, digests = with_produced("fp-1", {"model": model})
+    assert set(digests) == {"produced.model"} and fp1 != "fp-1"
+    assert with_produced("fp-1", {"model": model}) == (fp1, digests)  # same content, same key
+    assert with_produced("fp-1", {}) == ("fp-1", {})
+    first = _writer(directory, fp1)
+    first.write_unit("layer=0", _unit(0))
+    first.finish()
+    assert _writer(directory, fp1).complete  # the same weights: nothing to redo
+    (model / "model.safetensors").write_bytes(b"weights of run 2")
+    fp2, _ = with_produced("fp-1", {"model": model})
+    assert fp2 != fp1
+    again = _writer(directory, fp2)
+    assert not again.complete and not again.done("layer=0")
+
+
 def test_a_table_missing_a_contracted_column_is_refused_and_nothing_is_written(tmp_path, with_plugin):
     writer = _writer(tmp_path / "store" / "score")
     bad = {"scores": pa.table({"model": ["m"], "score": [1.0]})}
