@@ -31,6 +31,7 @@ from safetensors.torch import load_file, save_file
 
 from cortexlens.sae.metrics import fvu as batch_fvu
 from cortexlens.sae.model import CoderConfig, SparseCoder
+from cortexlens.sae.topk_kernel import TopKCoding
 from cortexlens.store.atomic import commit, temporary_path
 
 Batches = Callable[[int, int], Iterator[tuple[np.ndarray, np.ndarray]]]
@@ -86,7 +87,13 @@ def _step_loss(model: SparseCoder, state: TrainState, tc: TrainConfig, x: torch.
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(loss, y_hat [n, d_out], fired [d_sae] bool) for one batch (normalised units)."""
     if model.cfg.arch == "topk":
-        pre, idx, y_hat = model.sparse_topk(x)
+        if x.device.type == "cpu":  # sparse backward (cortexlens.sae.topk_kernel); pre comes back detached
+            y_hat, idx, pre = TopKCoding.apply(x, model.W_enc, model.b_enc, model.W_dec, model.cfg.k)
+            y_hat = y_hat + model.b_dec
+            if model.W_skip is not None:
+                y_hat = y_hat + x @ model.W_skip
+        else:
+            pre, idx, y_hat = model.sparse_topk(x)
         fired = torch.zeros(model.cfg.d_sae, dtype=torch.bool, device=x.device)
         fired[idx.flatten()] = True
         penalty = pre.new_zeros(())
@@ -101,15 +108,32 @@ def _step_loss(model: SparseCoder, state: TrainState, tc: TrainConfig, x: torch.
     loss = mse + penalty
     dead = state.since_fired >= tc.dead_tokens
     if dead.any():
-        k = min(tc.aux_k, int(dead.sum()))
-        masked = pre.masked_fill(~dead.to(pre.device), float("-inf"))
-        top = masked.topk(k, dim=-1, sorted=False)
-        e_hat = torch.nn.functional.embedding_bag(top.indices, model.W_dec, per_sample_weights=top.values.relu(),
-                                                  mode="sum")  # [n, d_out]
-        e = err.detach()
-        aux = ((e - e_hat) ** 2).sum(-1).mean() / (e ** 2).sum(-1).mean().clamp_min(1e-12)
-        loss = loss + tc.aux_alpha * aux
+        loss = loss + tc.aux_alpha * _aux_loss(model, x, pre, dead.nonzero().squeeze(1).to(x.device), tc.aux_k,
+                                               err.detach())
     return loss, y_hat, fired
+
+
+def _aux_loss(model: SparseCoder, x: torch.Tensor, pre: torch.Tensor, dead: torch.Tensor, aux_k: int,
+              e: torch.Tensor) -> torch.Tensor:
+    """AuxK: the dead latents' own top aux_k reconstruct the residual e [n, d_out]; normalised by ||e||^2.
+
+    Only the dead columns of pre [n, d_sae] take part (recomputed with gradient when `pre` came back
+    detached from the sparse TopK kernel), so its cost scales with the number of dead latents. The top
+    aux_k are decoded densely ([n, n_dead] @ W_dec[dead]) unless they are a small fraction of the dead
+    set: at 256 of ~900 dead latents three dense [n, 900] products are cheaper than gathering and
+    scattering 256 decoder rows per token (embedding_bag's backward materialises n * aux_k rows)."""
+    pre_dead = pre[:, dead] if pre.requires_grad else torch.addmm(model.b_enc[dead], x, model.W_enc[:, dead])
+    if len(dead) > aux_k:
+        top = pre_dead.topk(aux_k, dim=-1, sorted=False)
+        if 8 * aux_k < len(dead):
+            e_hat = torch.nn.functional.embedding_bag(dead[top.indices], model.W_dec,
+                                                      per_sample_weights=top.values.relu(), mode="sum")  # [n, d_out]
+        else:
+            acts = torch.zeros_like(pre_dead).scatter(-1, top.indices, top.values.relu())  # [n, n_dead]
+            e_hat = acts @ model.W_dec[dead]
+    else:  # the top aux_k of at most aux_k latents: all of them
+        e_hat = pre_dead.relu() @ model.W_dec[dead]
+    return ((e - e_hat) ** 2).sum(-1).mean() / (e ** 2).sum(-1).mean().clamp_min(1e-12)
 
 
 def save_checkpoint(path: Path, model: SparseCoder, opt: torch.optim.Optimizer, state: TrainState) -> None:
@@ -151,7 +175,7 @@ def train(cfg: CoderConfig, tc: TrainConfig, batches: Batches, batches_per_epoch
 
     torch.manual_seed(tc.seed)
     model = SparseCoder(cfg, torch.Generator().manual_seed(tc.seed)).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=tc.lr, betas=(0.9, 0.999))
+    opt = torch.optim.Adam(model.parameters(), lr=tc.lr, betas=(0.9, 0.999), fused=True)  # one kernel: 4x faster on CPU
     resumed = 0
     if checkpoint is not None and checkpoint.is_file():
         state = load_checkpoint(checkpoint, model, opt)
