@@ -26,6 +26,8 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from cortexlens.sae.topk_kernel import TopKCoding
+
 Arch = Literal["relu", "topk", "batchtopk", "jumprelu"]
 ARCHS: tuple[str, ...] = ("relu", "topk", "batchtopk", "jumprelu")
 
@@ -154,15 +156,22 @@ class SparseCoder(nn.Module):
         return self.decode(self.encode(x), x)
 
     def sparse_topk(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """TopK's fast path: (pre [n, d_sae], indices [n, k], y_hat [n, d_out]) decoding only the k rows of
-        W_dec each token uses (embedding_bag), so decoder cost and gradient scale with k, not d_sae."""
-        pre = self.pre(x)
-        top = pre.topk(self.cfg.k, dim=-1, sorted=False)
-        y = nn.functional.embedding_bag(top.indices, self.W_dec, per_sample_weights=top.values.relu(),
-                                        mode="sum") + self.b_dec  # [n, d_out]
+        """TopK's training path: (pre [n, d_sae], indices [n, k], y_hat [n, d_out]) decoding only the k
+        rows of W_dec each token uses, so decoder cost and gradient scale with k, not d_sae. On CPU the
+        backward too works on the chosen pairs only (cortexlens.sae.topk_kernel; pre comes back
+        detached); on CUDA autograd runs through embedding_bag (the sparse kernels lack bf16 autocast)."""
+        if x.device.type == "cpu":
+            y, indices, pre = TopKCoding.apply(x, self.W_enc, self.b_enc, self.W_dec, self.cfg.k)
+            y = y + self.b_dec
+        else:
+            pre = self.pre(x)
+            top = pre.topk(self.cfg.k, dim=-1, sorted=False)
+            indices = top.indices
+            y = nn.functional.embedding_bag(indices, self.W_dec, per_sample_weights=top.values.relu(),
+                                            mode="sum") + self.b_dec  # [n, d_out]
         if self.W_skip is not None:
             y = y + x @ self.W_skip
-        return pre, top.indices, y
+        return pre, indices, y
 
     def penalty(self, f: torch.Tensor, pre: torch.Tensor) -> torch.Tensor:
         """The sparsity term of the loss (0 for the TopK family, whose k is the constraint)."""

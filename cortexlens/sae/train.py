@@ -31,7 +31,6 @@ from safetensors.torch import load_file, save_file
 
 from cortexlens.sae.metrics import fvu as batch_fvu
 from cortexlens.sae.model import CoderConfig, SparseCoder
-from cortexlens.sae.topk_kernel import TopKCoding
 from cortexlens.store.atomic import commit, temporary_path
 
 Batches = Callable[[int, int], Iterator[tuple[np.ndarray, np.ndarray]]]
@@ -87,13 +86,7 @@ def _step_loss(model: SparseCoder, state: TrainState, tc: TrainConfig, x: torch.
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(loss, y_hat [n, d_out], fired [d_sae] bool) for one batch (normalised units)."""
     if model.cfg.arch == "topk":
-        if x.device.type == "cpu":  # sparse backward (cortexlens.sae.topk_kernel); pre comes back detached
-            y_hat, idx, pre = TopKCoding.apply(x, model.W_enc, model.b_enc, model.W_dec, model.cfg.k)
-            y_hat = y_hat + model.b_dec
-            if model.W_skip is not None:
-                y_hat = y_hat + x @ model.W_skip
-        else:
-            pre, idx, y_hat = model.sparse_topk(x)
+        pre, idx, y_hat = model.sparse_topk(x)  # on CPU pre comes back detached (AuxK recomputes)
         fired = torch.zeros(model.cfg.d_sae, dtype=torch.bool, device=x.device)
         fired[idx.flatten()] = True
         penalty = pre.new_zeros(())
