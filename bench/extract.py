@@ -5,14 +5,17 @@
 All three run the same batches of the built-in corpus (tokenisation included in each):
   bare   : the forward pass alone, no hooks, nothing stored
   ours   : cortexlens.extraction.extract() of every residual-stream layer (embeddings + 6 block
-           outputs) into zstd Parquet shards
+           outputs) into zstd Parquet shards, with its default settings: documents batched by length
+           within windows of 8 batches (stored back in corpus order), each window encoded between
+           forward passes on every core
   nnsight: the same 7 modules collected with nnsight's `.save()` inside a trace, pad rows dropped
            and written through the same Parquet shard writer
 Prints medians over interleaved rounds and the ratios ours/bare (target <= 1.10) and
 nnsight/ours (target >= 1.15). Timings are noisy on shared machines; ratios from one run are the point.
---torch-threads below the core count leaves a core to the store's writer thread (the default is
-torch's: every core). --parts also times the pieces: the hooked forward alone, plus the gather of
-non-pad rows to numpy, and ours with the writes on the forward's thread.
+--parts also times the pieces, so that what the store itself costs is plain: the hooked forward
+alone, plus the gather of non-pad rows to numpy, ours with the writes on the forward's thread, the
+bare forward over ours' length-sorted batches (`sorted`: ours/sorted is the store's own cost), and
+ours in corpus order (`sort_window: 1`).
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from bench.common import time_rounds
 from cortexlens.config.schema import Extract
 from cortexlens.data.corpus import generate_corpus
 from cortexlens.data.sources import DocumentSource
-from cortexlens.extraction.batches import accepts_position_ids, tokenize_batch
+from cortexlens.extraction.batches import accepts_position_ids, length_order, tokenize_batch
 from cortexlens.extraction.runner import ModelIdentity, chunks, extract
 from cortexlens.extraction.writers import ShardWriter, TokenDecoder
 from cortexlens.models.hooks import HookPoint
@@ -48,7 +51,7 @@ def main() -> None:
     ap.add_argument("--compression", default="zstd", choices=["zstd", "lz4", "snappy", "none"])
     ap.add_argument("--torch-threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     ap.add_argument("--parts", action="store_true",
-                    help="also time the pieces: hooks only, hooks + gather to numpy, synchronous writes")
+                    help="also time the pieces: hooks only, hooks + gather, synchronous writes, sorted bare, corpus order")
     args = ap.parse_args()
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)
@@ -68,6 +71,14 @@ def main() -> None:
         for chunk in chunks(iter(docs), args.batch_size):
             yield tokenize_batch(chunk, model.tokenizer, 64, "right", model.device, position_ids)
 
+    def sorted_batches():  # the batches ours runs: by length within windows of sort_window batches
+        window = args.batch_size * settings.sort_window
+        for chunk in chunks(iter(docs), window):
+            order = length_order(chunk, model.tokenizer, 64)
+            for start in range(0, len(chunk), args.batch_size):
+                picked = [chunk[i] for i in order[start:start + args.batch_size]]
+                yield tokenize_batch(picked, model.tokenizer, 64, "right", model.device, position_ids)
+
     def bare() -> None:
         with torch.no_grad():
             for batch in batches():
@@ -76,6 +87,16 @@ def main() -> None:
     def ours() -> None:
         shutil.rmtree(scratch / "ours", ignore_errors=True)
         extract(model, identity, source, points, settings, scratch / "ours", progress=False)
+
+    def sorted_bare() -> None:
+        with torch.no_grad():
+            for batch in sorted_batches():
+                model.model(**batch.inputs)
+
+    def corpus_order() -> None:
+        shutil.rmtree(scratch / "corpus", ignore_errors=True)
+        extract(model, identity, source, points, settings.model_copy(update={"sort_window": 1}),
+                scratch / "corpus", progress=False)
 
     import warnings
 
@@ -121,7 +142,8 @@ def main() -> None:
 
     contenders = {"bare": bare, "ours": ours, "nnsight": peer}
     if args.parts:
-        contenders |= {"hooks": hooks_only, "gather": gather, "sync": synchronous}
+        contenders |= {"hooks": hooks_only, "gather": gather, "sync": synchronous, "sorted": sorted_bare,
+                       "corpus": corpus_order}
     # Warm-up, once each: kernels, the allocator, and the page cache (on a VM the first write into
     # untouched memory costs several times a re-write; that is the machine, not the writer).
     for warm_up in contenders.values():
@@ -134,9 +156,11 @@ def main() -> None:
         print(f"  {name:<8} {seconds:7.2f} s  ({n_tokens / seconds:8.0f} tokens/s)")
     print(f"ours/bare    = {medians['ours'] / medians['bare']:.2f}   (target <= 1.10)")
     print(f"nnsight/ours = {medians['nnsight'] / medians['ours']:.2f}   (target >= 1.15)")
-    for name in ("hooks", "gather", "sync"):
+    for name in ("hooks", "gather", "sync", "sorted", "corpus"):
         if name in medians:
             print(f"{name}/bare{' ' * (7 - len(name))}= {medians[name] / medians['bare']:.2f}")
+    if "sorted" in medians:
+        print(f"ours/sorted  = {medians['ours'] / medians['sorted']:.2f}   (the store's own cost over the same batches)")
     shutil.rmtree(scratch, ignore_errors=True)
 
 

@@ -302,8 +302,12 @@ class Extract(Strict):
     """Longer documents are truncated to this many tokens (the count is in the manifest)."""
     padding_side: Literal["right", "left"] = "right"
     store_dtype: StoreDType = "float32"
+    sort_window: PositiveInt = 8
+    """Documents are batched by length within windows of this many batches (less padding, so a faster
+    forward pass) and stored back in corpus order; a window's activations are held until it is written.
+    1 batches them in corpus order."""
     shard_rows: PositiveInt = 16384
-    """A shard closes at the first batch boundary past this many token rows."""
+    """A shard closes at the first window boundary past this many token rows."""
     row_group_rows: PositiveInt = 4096
     """Rows buffered per hook before a Parquet row group is written; bounds memory."""
     pooling: list[Literal["mean", "first", "last"]] = Field(default_factory=lambda: ["mean", "last"])

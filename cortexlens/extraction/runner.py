@@ -1,9 +1,11 @@
 """Stream a document source through a hooked model into Parquet shards, resumably.
 
-Shards are ranges of whole batches: a shard closes at the first batch boundary past `shard_rows` token
-rows. Batches are fixed chunks of `batch_size` documents from document 0, so shard boundaries are a
+Documents go in windows: fixed chunks of `sort_window * batch_size` documents from document 0. Within a
+window they are batched by token count, so a batch pads little (the forward pass is what extraction
+costs), and the window's rows are stored back in corpus order. Shards are ranges of whole windows: a
+shard closes at the first window boundary past `shard_rows` token rows, so shard boundaries are a
 function of the data alone and an interrupted run resumes at exactly the same place.
-Memory is bounded by one batch's activations plus one row group per file, whatever the corpus size.
+Memory is bounded by one window's activations plus one row group per file, whatever the corpus size.
 """
 
 from __future__ import annotations
@@ -11,11 +13,13 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -23,7 +27,7 @@ from cortexlens.config.schema import Extract
 from cortexlens.data.corpus import Document
 from cortexlens.data.sources import DocumentSource
 from cortexlens.extraction.background import BackgroundWriter
-from cortexlens.extraction.batches import accepts_position_ids, tokenize_batch
+from cortexlens.extraction.batches import accepts_position_ids, length_order, tokenize_batch
 from cortexlens.extraction.progress import Progress, ShardDone
 from cortexlens.extraction.writers import ShardWriter, TokenDecoder
 from cortexlens.models.hooked import HookedModel
@@ -31,8 +35,8 @@ from cortexlens.models.hooks import HookPoint
 from cortexlens.models.identity import ModelIdentity  # also imported from here (its former home)
 
 FORMAT = "cortexlens.extraction/1"
-SETTINGS = ("batch_size", "max_length", "padding_side", "store_dtype", "shard_rows", "row_group_rows",
-            "pooling", "compression")
+SETTINGS = ("batch_size", "max_length", "padding_side", "store_dtype", "sort_window", "shard_rows",
+            "row_group_rows", "pooling", "compression")
 
 
 def chunks(items: Iterator[Document], size: int) -> Iterator[list[Document]]:
@@ -66,8 +70,8 @@ def extract(model: HookedModel, identity: ModelIdentity, source: DocumentSource,
     doc_start = done[-1].doc_end if done else 0
     bar = tqdm(total=len(source), initial=doc_start, unit="doc", disable=not progress,
                desc=f"extract {identity.name}/{source.name}", mininterval=1.0)
-    with BackgroundWriter() as background:
-        _run_shards(model, source, points, settings, out_dir, book, done, doc_start, background, bar)
+    with BackgroundWriter() as background, ThreadPoolExecutor(_encoders(), "cortexlens-encode") as pool:
+        _run_shards(model, source, points, settings, out_dir, book, done, doc_start, background, pool, bar)
         background.wait()
     bar.close()
     manifest = _manifest(identity, model, source, points, settings, fingerprint, done)
@@ -75,27 +79,48 @@ def extract(model: HookedModel, identity: ModelIdentity, source: DocumentSource,
     return manifest
 
 
+def _encoders() -> int:
+    """Threads that encode a window's files: as many as the forward pass uses."""
+    return max(1, torch.get_num_threads())
+
+
 def _run_shards(model: HookedModel, source: DocumentSource, points: list[HookPoint], settings: Extract,
                 out_dir: Path, book: Progress, done: list[ShardDone], doc_start: int,
-                background: BackgroundWriter, bar: tqdm) -> None:
-    """Forward passes on this thread; encoding, publishing and progress records on `background`."""
+                background: BackgroundWriter, pool: ThreadPoolExecutor, bar: tqdm) -> None:
+    """Forward passes on this thread; encoding, publishing and progress records on `background`.
+
+    On a GPU the encoding of window k overlaps the forward of window k+1. On CPU the forward already
+    keeps every core busy, and a writer thread beside it preempts one of torch's threads, so that the
+    whole parallel region waits for it (bench/extract.py: the store cost 1.5x its own CPU time that way);
+    there the window is encoded between forwards, on every core.
+    """
+    overlap = model.device.type != "cpu"
     use_position_ids = accepts_position_ids(model.model)
     decoder = TokenDecoder(model.tokenizer)
     max_length = effective_max_length(model, settings)
     writer: ShardWriter | None = None
     next_shard, shard_doc_start = len(done), doc_start
     try:
-        for docs in chunks(islice(iter(source), doc_start, None), settings.batch_size):
+        window = settings.batch_size * settings.sort_window
+        for docs in chunks(islice(iter(source), doc_start, None), window):
             if writer is None:
                 writer = ShardWriter(out_dir, next_shard, settings.store_dtype, settings.compression,
-                                     settings.row_group_rows, settings.pooling, decoder, run=background.submit)
+                                     settings.row_group_rows, settings.pooling, decoder, run=background.submit,
+                                     pool=pool)
                 shard_doc_start = doc_start
-            batch = tokenize_batch(docs, model.tokenizer, max_length, settings.padding_side,
-                                   model.device, use_position_ids)
-            with torch.inference_mode():  # the cache goes straight to numpy: no autograd bookkeeping
-                writer.write(batch, model.run_with_cache(batch.inputs, points))
+            order = length_order(docs, model.tokenizer, max_length) if settings.sort_window > 1 \
+                else np.arange(len(docs))
+            for start in range(0, len(docs), settings.batch_size):
+                slots = order[start:start + settings.batch_size]
+                batch = tokenize_batch([docs[i] for i in slots], model.tokenizer, max_length,
+                                       settings.padding_side, model.device, use_position_ids)
+                with torch.inference_mode():  # the cache goes straight to numpy: no autograd bookkeeping
+                    writer.add(batch, model.run_with_cache(batch.inputs, points), slots)
+                bar.update(len(slots))
+            writer.flush_window()
+            if not overlap:
+                background.wait()
             doc_start += len(docs)
-            bar.update(len(docs))
             if writer.rows >= settings.shard_rows:
                 background.submit(_close, book, writer, shard_doc_start, doc_start, done)
                 writer, next_shard = None, next_shard + 1

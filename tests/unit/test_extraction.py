@@ -83,14 +83,14 @@ def test_pooled_features_are_mean_first_and_last_token(tiny_model, tmp_path):
         np.testing.assert_allclose(pooled[(doc_id, "last")], rows[-1], atol=1e-6)
 
 
-def test_shards_close_at_batch_boundaries_and_row_counts_add_up(tiny_model, tmp_path):
+def test_shards_close_at_window_boundaries_and_row_counts_add_up(tiny_model, tmp_path):
     model = load_local(tiny_model("gpt2"))
     manifest = run_extraction(model, tmp_path, generate_corpus(50, 5), hooks=["resid_post"], layers=[0, 1],
-                              batch_size=5, shard_rows=60, row_group_rows=16)
+                              batch_size=5, sort_window=2, shard_rows=60, row_group_rows=16)
     shards = manifest["shards"]
     assert len(shards) > 3
     assert [s["doc_start"] for s in shards] == [0] + [s["doc_end"] for s in shards[:-1]]
-    assert all(s["doc_start"] % 5 == 0 for s in shards) and shards[-1]["doc_end"] == 50
+    assert all(s["doc_start"] % 10 == 0 for s in shards) and shards[-1]["doc_end"] == 50
     assert all(s["rows"] >= 60 for s in shards[:-1])
     for s in shards:
         assert {rec["rows"] for rel, rec in s["files"].items() if rel.startswith("activations/")} == {s["rows"]}
@@ -101,20 +101,21 @@ def test_shards_close_at_batch_boundaries_and_row_counts_add_up(tiny_model, tmp_
 def test_interrupted_run_resumes_with_identical_files(tiny_model, tmp_path, monkeypatch):
     model = load_local(tiny_model("gpt2"))
     docs = generate_corpus(60, 6)
-    settings = {"hooks": ["resid_post", "mlp_post"], "layers": "all", "batch_size": 6, "shard_rows": 80}
+    settings = {"hooks": ["resid_post", "mlp_post"], "layers": "all", "batch_size": 6, "sort_window": 2,
+                "shard_rows": 80}
     clean = run_extraction(model, tmp_path / "clean", docs, **settings)
 
     from cortexlens.extraction import writers
     calls = {"n": 0}
-    original = writers.ShardWriter.write
+    original = writers.ShardWriter.add
 
-    def crash_on_ninth_batch(self, batch, cache):
+    def crash_on_ninth_batch(self, batch, cache, slots=None):
         calls["n"] += 1
         if calls["n"] == 9:
             raise KeyboardInterrupt  # as if the user pressed Ctrl-C mid-shard
-        return original(self, batch, cache)
+        return original(self, batch, cache, slots)
 
-    monkeypatch.setattr(writers.ShardWriter, "write", crash_on_ninth_batch)
+    monkeypatch.setattr(writers.ShardWriter, "add", crash_on_ninth_batch)
     with pytest.raises(KeyboardInterrupt):
         run_extraction(model, tmp_path / "resumed", docs, **settings)
     out = layout.extraction_dir(tmp_path / "resumed", "m", "corpus")
@@ -122,7 +123,7 @@ def test_interrupted_run_resumes_with_identical_files(tiny_model, tmp_path, monk
     assert connect(tmp_path / "resumed").execute("select count(*) from activations").fetchone()[0] == 0
     done_before = len(list((out / layout.PROGRESS).glob("shard-*.json")))
     assert done_before >= 1
-    monkeypatch.setattr(writers.ShardWriter, "write", original)
+    monkeypatch.setattr(writers.ShardWriter, "add", original)
     resumed = run_extraction(model, tmp_path / "resumed", docs, **settings)
     assert [s["files"] for s in resumed["shards"]] == [s["files"] for s in clean["shards"]]
     assert resumed["rows"] == clean["rows"]
@@ -196,3 +197,59 @@ def test_stored_embeddings_equal_the_model_run_on_the_text_alone(family, tiny_mo
             hidden = model.model(input_ids=ids, output_hidden_states=True).hidden_states[0][0]  # [pos, d]
         got = np.stack([stored[("resid_pre", 0, doc.doc_id, p)] for p in range(ids.shape[1])])
         np.testing.assert_allclose(got, hidden.numpy(), atol=1e-5, rtol=0)
+
+
+def test_length_batching_pads_less_and_stores_rows_in_corpus_order(tiny_model, tmp_path, monkeypatch):
+    """Within a window, batches are cut from the documents sorted by length; the store holds the same
+    rows, in the same (doc_id, pos) order, as batching in corpus order."""
+    model = load_local(tiny_model("gpt2"))
+    docs = generate_corpus(48, 8)
+    padded = {}
+    original = batches.tokenize_batch
+
+    def counting(docs, *args, **kwargs):
+        batch = original(docs, *args, **kwargs)
+        padded[key] = padded.get(key, 0) + batch.mask.numel()
+        return batch
+
+    from cortexlens.extraction import runner
+    monkeypatch.setattr(runner, "tokenize_batch", counting)
+    stored = {}
+    for key, window in (("corpus", 1), ("length", 4)):
+        run_extraction(model, tmp_path / key, docs, hooks=["resid_post", "mlp_post"], layers=[1], batch_size=4,
+                       sort_window=window, pooling=["mean", "last"])
+        stored[key] = connect(tmp_path / key)
+    assert padded["length"] < 0.9 * padded["corpus"]  # the corpus's lengths vary; sorted batches pad less
+    for table, key_cols, value in (("activations", "hook, doc_id, pos", "act"), ("pooled", "doc_id, pooling", "act"),
+                                   ("tokens", "doc_id, pos", "token_id"), ("documents", "doc_id", "n_tokens")):
+        a, b = (con.execute(f"select {key_cols}, {value} from {table}").fetchall() for con in stored.values())
+        assert [r[:-1] for r in a] == [r[:-1] for r in b]  # same rows in the same file order
+        if value == "act":
+            np.testing.assert_allclose(np.concatenate([r[-1] for r in a]), np.concatenate([r[-1] for r in b]),
+                                       atol=1e-5)
+        else:
+            assert a == b
+    order = stored["length"].execute("select doc_id, pos from tokens").fetchall()
+    assert order == sorted(order)
+
+
+def test_parallel_encoding_writes_the_same_bytes(tiny_model, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from cortexlens.extraction.writers import ShardWriter, TokenDecoder
+
+    model = load_local(tiny_model("gpt2"))
+    points = [HookPoint("resid_post", 0), HookPoint("mlp_post", 1)]
+    docs = generate_corpus(24, 9)
+    encoded = [batches.tokenize_batch(docs[i:i + 8], model.tokenizer, 32, "right", model.device, position_ids=True)
+               for i in (0, 8, 16)]
+    records = {}
+    with ThreadPoolExecutor(2) as pool:
+        for name, executor in (("serial", None), ("pool", pool)):
+            writer = ShardWriter(tmp_path / name, 0, "float32", "zstd", 16, ["mean"],
+                                 TokenDecoder(model.tokenizer), pool=executor)
+            for batch in encoded:
+                writer.add(batch, model.run_with_cache(batch.inputs, points), slots=None)
+                writer.flush_window()
+            records[name] = writer.close()
+    assert records["serial"] == records["pool"] and len(records["pool"]) == 2 + 2 * 2

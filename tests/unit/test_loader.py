@@ -23,7 +23,7 @@ def store(tmp_path_factory, tiny_model):
     root = tmp_path_factory.mktemp("store")
     model = load_local(tiny_model("gpt2"), name="tiny")
     manifest = run_extraction(model, root, generate_corpus(60, 3), hooks=["resid_post", "mlp_post"], layers=[1, 2],
-                              batch_size=3, shard_rows=40, row_group_rows=16)
+                              batch_size=3, sort_window=1, shard_rows=40, row_group_rows=16)
     assert len(manifest["shards"]) >= 8
     return root
 

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 ALLOWED_TOP = ("study, seed, device, paths, models, datasets, train_toy, train_facts, extract, tracking, report, flow, "
                "brain, patch, probe, train_sae, sparsity")
 ALLOWED_EXTRACT = ("models, datasets, model_datasets, hooks, layers, batch_size, max_length, padding_side, store_dtype, "
-                   "shard_rows, row_group_rows, pooling, compression")
+                   "sort_window, shard_rows, row_group_rows, pooling, compression")
 HOOKS = "resid_pre, attn_z, attn_out, resid_mid, mlp_in, mlp_pre, mlp_post, mlp_out, resid_post"
 
 VALID = {

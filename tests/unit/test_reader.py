@@ -21,7 +21,8 @@ from tests.helpers import load_local, run_extraction
 
 HOOKS = ["resid_pre", "attn_z", "attn_out", "mlp_in", "mlp_pre", "mlp_post", "mlp_out", "resid_post"]
 MODULES = {"gpt2": "module:transformer.h.1.mlp", "bert": "module:encoder.layer.1.output"}
-SMALL = {"batch_size": 4, "shard_rows": 60, "row_group_rows": 16}  # several shards, several row groups each
+# several shards, several row groups each
+SMALL = {"batch_size": 4, "sort_window": 2, "shard_rows": 60, "row_group_rows": 16}
 EXTRACTIONS = [("tiny-gpt2", "corpus"), ("tiny-bert", "corpus"), ("tiny-gpt2", "half")]
 
 
