@@ -3,7 +3,7 @@
     python -m stages.train_toy
 
 Writes <paths.models>/toy (save_pretrained: safetensors, config, tokenizer), every head's
-previous-token and prefix-matching scores to <store>/train_toy (the `toy_heads` view) and the
+previous-token, prefix-matching and first-token scores to <store>/train_toy (the `toy_heads` view) and the
 metrics file dvc.yaml declares (held-out induction accuracy, the circuit's scores). With tracking on,
 the run is recorded in MLflow and the model registered as `<study>-toy`.
 """
@@ -52,7 +52,8 @@ def summary(m: dict[str, Any]) -> str:
     return (f"train_toy: second-copy accuracy {m['second_copy_accuracy']:.3f}, first-copy accuracy "
             f"{m['first_copy_accuracy']:.3f} (chance {m['chance_accuracy']:.4f}); previous-token head "
             f"{m['previous_token_head']} {m['previous_token_score']:.2f}, induction head {m['induction_head']} "
-            f"prefix matching {m['prefix_matching_score']:.2f}")
+            f"prefix matching {m['prefix_matching_score']:.2f}, first-token head {m['first_token_head']} "
+            f"{m['first_token_score']:.2f}")
 
 
 STAGE = Stage("train_toy", run, summary=summary)

@@ -94,6 +94,9 @@ class RepeatsDataset(Strict):
     """Length in words of the repeated segment, drawn uniformly from [min_repeat, max_repeat]."""
     length: PositiveInt = 31
     """Words per document (with the toy model's <|bos|>, 32 of its 48 positions)."""
+    first_token_rate: float = Field(0.0, ge=0, lt=0.5)
+    """After the first copy, the probability that a word is the document's first word instead: the toy's
+    training mixture (`train_toy.first_token_rate`); 0 writes pure repeats."""
 
     @model_validator(mode="after")
     def _two_copies(self) -> RepeatsDataset:
@@ -209,9 +212,15 @@ class ToyArchitecture(Strict):
 class TrainToy(ToyArchitecture):
     """The toy induction model, trained on a random segment repeated to fill the context."""
 
+    steps: PositiveInt = 800
+    """The circuit forms by ~250 steps; the first-token head (`first_token_rate`) splits off by ~800."""
     min_repeat: PositiveInt = 4
     max_repeat: PositiveInt = 15
     """Length of the random segment that repeats, drawn uniformly from [min_repeat, max_repeat]."""
+    first_token_rate: float = Field(0.15, ge=0, lt=0.5)
+    """In training, the probability that a token after the first copy is replaced by the sequence's first
+    word: a second job for layer 1's attention (a head that attends to position 1), so that its heads are
+    not all interchangeable induction heads. 0 trains on pure repeats."""
     eval_sequences: PositiveInt = 512
     """Held-out sequences (a different seed stream) for the induction accuracy in the metrics."""
     score_sequences: PositiveInt = 200

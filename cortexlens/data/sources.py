@@ -51,7 +51,7 @@ def open_dataset(name: str, spec: DatasetSpec, root: Path) -> DocumentSource:
         return DocumentSource(name, spec.n_docs, f"builtin/{CORPUS_VERSION}:n_docs={spec.n_docs}:seed={spec.seed}",
                               lambda: iter(generate_corpus(spec.n_docs, spec.seed)))
     if isinstance(spec, RepeatsDataset):
-        settings = (spec.n_docs, spec.seed, spec.min_repeat, spec.max_repeat, spec.length)
+        settings = (spec.n_docs, spec.seed, spec.min_repeat, spec.max_repeat, spec.length, spec.first_token_rate)
         return DocumentSource(name, spec.n_docs, "repeats:" + ":".join(map(str, settings)),
                               lambda: iter(generate_repeats(*settings)))
     if isinstance(spec, ConceptsDataset):

@@ -10,7 +10,7 @@ _EXPORTS = {
     "induction_accuracy": "cortexlens.toy.evaluate", "load_toy": "cortexlens.toy.io",
     "save_toy": "cortexlens.toy.io", "toy_config": "cortexlens.toy.model",
     "toy_vocab_size": "cortexlens.toy.config", "InductionBatch": "cortexlens.toy.task",
-    "induction_batch": "cortexlens.toy.task", "build_toy_tokenizer": "cortexlens.toy.tokenizer",
+    "induction_batch": "cortexlens.toy.task", "training_batch": "cortexlens.toy.task", "build_toy_tokenizer": "cortexlens.toy.tokenizer",
     "train_toy": "cortexlens.toy.train",
 }
 __all__ = list(_EXPORTS)

@@ -5,10 +5,14 @@ tokens (positions 1..L hold the first copy, L+1..2L the second):
 
     previous-token score  = mean over p in [1, 2L] of attention(p -> p - 1)
     prefix-matching score = mean over p in [L + 1, 2L] of attention(p -> p - L + 1)
+    first-token score     = mean over p in [L + 2, 2L] of attention(p -> 1)
 
 The prefix-matching score is the attention a second-copy token pays to the token that followed its
 own earlier occurrence: what an induction head attends to (Olsson et al. 2022). A previous-token head
-in layer 0 and an induction head in layer 1 is the canonical two-layer circuit.
+in layer 0 and an induction head in layer 1 is the canonical two-layer circuit. The first-token
+score finds the head that does train_toy's second job (copying the first word, `task.training_batch`);
+the second copy's first query (p = L + 1, whose induction target is position 2) is left out, so the
+two targets never coincide with the query's own neighbours.
 """
 
 from __future__ import annotations
@@ -28,11 +32,13 @@ from cortexlens.toy.tokenizer import BOS_ID, N_SPECIAL
 class HeadScores:
     previous_token: np.ndarray  # [n_layers, n_heads]
     prefix_matching: np.ndarray  # [n_layers, n_heads]
+    first_token: np.ndarray  # [n_layers, n_heads]
     n_sequences: int
     length: int
 
     def best(self, score: str, layer: int) -> tuple[int, float]:
-        """(head, score) of the highest `score` ('previous_token' | 'prefix_matching') in `layer`."""
+        """(head, score) of the highest `score` ('previous_token' | 'prefix_matching' | 'first_token') in
+        `layer`."""
         row = getattr(self, score)[layer]
         head = int(np.argmax(row))
         return head, float(row[head])
@@ -41,13 +47,14 @@ class HeadScores:
         """One dict per (layer, head): what the `toy_heads` table holds."""
         n_layers, n_heads = self.previous_token.shape
         return [{"layer": layer, "head": head, "previous_token": float(self.previous_token[layer, head]),
-                 "prefix_matching": float(self.prefix_matching[layer, head])}
+                 "prefix_matching": float(self.prefix_matching[layer, head]),
+                 "first_token": float(self.first_token[layer, head])}
                 for layer in range(n_layers) for head in range(n_heads)]
 
     def metrics(self) -> dict[str, Any]:
-        """Nested for train_toy's metrics file: heads.L<l>H<h>.{previous_token, prefix_matching}."""
-        return {f"L{r['layer']}H{r['head']}": {"previous_token": r["previous_token"],
-                                                "prefix_matching": r["prefix_matching"]} for r in self.rows()}
+        """Nested for train_toy's metrics file: heads.L<l>H<h>.{previous_token, prefix_matching, first_token}."""
+        return {f"L{r['layer']}H{r['head']}": {key: r[key] for key in ("previous_token", "prefix_matching", "first_token")}
+                for r in self.rows()}
 
 
 def repeated_segments(gen: torch.Generator, n: int, length: int, vocab_size: int) -> torch.Tensor:
@@ -57,15 +64,16 @@ def repeated_segments(gen: torch.Generator, n: int, length: int, vocab_size: int
     return torch.cat([bos, segment, segment], 1)
 
 
-def scores_from_patterns(patterns: list[torch.Tensor], length: int) -> tuple[np.ndarray, np.ndarray]:
-    """(previous-token, prefix-matching) [n_layers, n_heads] from patterns [batch, heads, q, k] of
-    `<|bos|> A A` sequences with |A| = length."""
+def scores_from_patterns(patterns: list[torch.Tensor], length: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(previous-token, prefix-matching, first-token) [n_layers, n_heads] from patterns [batch, heads, q, k]
+    of `<|bos|> A A` sequences with |A| = length."""
     L = length
     prev_q = torch.arange(1, 2 * L + 1)  # every position after <|bos|>
     match_q = torch.arange(L + 1, 2 * L + 1)  # the second copy
     prev = [p[:, :, prev_q, prev_q - 1].mean((0, 2)) for p in patterns]  # [heads] per layer
     match = [p[:, :, match_q, match_q - L + 1].mean((0, 2)) for p in patterns]
-    return torch.stack(prev).cpu().numpy(), torch.stack(match).cpu().numpy()
+    first = [p[:, :, L + 2:2 * L + 1, 1].mean((0, 2)) for p in patterns]
+    return tuple(torch.stack(score).cpu().numpy() for score in (prev, match, first))
 
 
 def head_scores(model: PreTrainedModel, n_sequences: int, length: int, seed: int,
@@ -77,5 +85,5 @@ def head_scores(model: PreTrainedModel, n_sequences: int, length: int, seed: int
     model.eval()
     patterns = attention_patterns(model, {"input_ids": tokens})
     model.train(was_training)
-    prev, match = scores_from_patterns(patterns, length)
-    return HeadScores(prev, match, n_sequences, length)
+    prev, match, first = scores_from_patterns(patterns, length)
+    return HeadScores(prev, match, first, n_sequences, length)

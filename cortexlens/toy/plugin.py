@@ -10,7 +10,7 @@ HEADS_TABLE = "toy_heads"
 TOY_HEADS_VIEW = ResultView(
     "toy_heads", table=HEADS_TABLE, stage="train_toy",
     columns={"model": "VARCHAR", "layer": "INTEGER", "head": "INTEGER", "previous_token": "DOUBLE",
-             "prefix_matching": "DOUBLE", "n_sequences": "INTEGER", "segment_length": "INTEGER"},
+             "prefix_matching": "DOUBLE", "first_token": "DOUBLE", "n_sequences": "INTEGER", "segment_length": "INTEGER"},
     description="per (layer, head) of the toy model: attention-pattern scores on held-out <bos> A A sequences",
 )
 

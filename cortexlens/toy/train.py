@@ -1,4 +1,5 @@
-"""Train the toy induction model: a small Llama decoder on repeated random sequences (`task.py`).
+"""Train the toy induction model: a small Llama decoder on repeated random sequences, some of whose later
+tokens are the first word again (`task.py`).
 
 Deterministic on CPU: weights are initialised under `seeding.seeded(params.seed)` (the global RNG,
 alone and restored afterwards) and batches come from a local generator.
@@ -25,7 +26,7 @@ from cortexlens.seeding import seeded
 from cortexlens.toy.circuit import head_scores
 from cortexlens.toy.evaluate import induction_accuracy
 from cortexlens.toy.model import toy_config, toy_vocab_size
-from cortexlens.toy.task import induction_batch
+from cortexlens.toy.task import training_batch
 from cortexlens.toy.tokenizer import build_toy_tokenizer
 
 GRAD_CLIP = 1.0  # keeps the high-lr early steps stable
@@ -106,7 +107,7 @@ def train_toy(params: TrainToy, device: torch.device,
     vocab_size = model.config.vocab_size
     assert vocab_size == len(tokenizer), "tokenizer and config disagree on the vocabulary"
     gen = torch.Generator().manual_seed(train_seed(params))
-    fitted = fit(model, params, lambda step: induction_batch(gen, params.batch_size, params, vocab_size).tokens,
+    fitted = fit(model, params, lambda step: training_batch(gen, params.batch_size, params, vocab_size),
                  device, progress, "train_toy")
     metrics: dict = induction_accuracy(model, params, params.eval_sequences, eval_seed(params), device)
     metrics.update(circuit_metrics(model, params, device))
@@ -115,11 +116,13 @@ def train_toy(params: TrainToy, device: torch.device,
 
 
 def circuit_metrics(model: PreTrainedModel, params: TrainToy, device: torch.device) -> dict:
-    """Every head's scores, and the best previous-token head of layer 0 and prefix-matching head of the
-    last layer (the two halves of the induction circuit)."""
+    """Every head's scores, the best previous-token head of layer 0 and prefix-matching head of the last
+    layer (the two halves of the induction circuit), and the last layer's best first-token head."""
     scores = head_scores(model, params.score_sequences, params.score_length, score_seed(params), device)
     prev_head, prev = scores.best("previous_token", 0)
     last = scores.previous_token.shape[0] - 1
     match_head, match = scores.best("prefix_matching", last)
+    first_head, first = scores.best("first_token", last)
     return {"heads": scores.metrics(), "previous_token_head": f"L0H{prev_head}", "previous_token_score": prev,
-            "induction_head": f"L{last}H{match_head}", "prefix_matching_score": match}
+            "induction_head": f"L{last}H{match_head}", "prefix_matching_score": match,
+            "first_token_head": f"L{last}H{first_head}", "first_token_score": first}

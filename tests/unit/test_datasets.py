@@ -84,3 +84,24 @@ def test_hub_dataset_unreachable_is_one_clear_line(tmp_path, monkeypatch):
     assert len(err.value.lines) == 1
     assert err.value.lines[0].startswith("datasets.wiki: cannot load Hugging Face dataset 'wikitext' "
                                          "(hub unreachable or dataset unknown): ")
+
+
+def test_repeats_writes_the_toy_training_mixture_at_its_rate():
+    """first_token_rate: after the first copy each word is the first word with that probability; the
+    segments, lengths and labels are those of rate 0, and nothing in the first copy changes."""
+    from cortexlens.data.repeats import generate_repeats
+
+    clean = generate_repeats(400, 3, 4, 15, 31)
+    mixed = generate_repeats(400, 3, 4, 15, 31, first_token_rate=0.2)
+    assert [d.labels for d in clean] == [d.labels for d in mixed]
+    changed = could_change = 0
+    for a, b in zip(clean, mixed):
+        L, wa, wb = int(a.labels["repeat_length"]), a.text.split(), b.text.split()
+        assert wa[:L] == wb[:L] and len(wa) == len(wb) == 31
+        for x, y in zip(wa[L:], wb[L:]):
+            assert y in (x, wa[0])
+            if x != wa[0]:
+                could_change += 1
+                changed += y != x
+    assert abs(changed / could_change - 0.2) < 0.01
+    assert generate_repeats(400, 3, 4, 15, 31, first_token_rate=0.0) == clean

@@ -131,6 +131,22 @@ def test_demo_sae_acceptance_figures():
     assert fvu < 0.1 and recovered >= 0.9
 
 
+@pytest.mark.skipif(not DEMO, reason="set CORTEXLENS_STUDY=<study dir> after make demo")
+def test_demo_attention_sae_latents_of_later_copies_come_from_the_induction_heads():
+    """Issue 8's attention-SAE point, by the report's own query: the ten latents of toy-attn1-z most active on
+    the second copy (against the first, held-out documents) put most of their decoder norm on the layer-1
+    heads with the highest prefix-matching scores (the induction heads, >= 0.5) and little on the
+    first-token head."""
+    query = (Path(DEMO) / "reports" / "queries" / "55_sae_induction_heads.sql").read_text()
+    rows = connect(Path(DEMO) / "data" / "store").execute(query).fetchall()  # (head, share, prefix, first)
+    for row in rows:
+        print("head %d: share %.3f, prefix matching %.3f, first token %.3f" % row)
+    induction = [r for r in rows if r[2] >= 0.5]
+    assert len(induction) >= 2 and sum(r[1] for r in induction) >= 0.75, rows
+    first_token_head = max(rows, key=lambda r: r[3])
+    assert first_token_head[2] < 0.5 and first_token_head[1] == min(r[1] for r in rows), rows
+
+
 def test_probe_reports_k_sparse_probes_on_the_sae_latents_beside_the_dense_probe(study_dir):
     from stages.probe import STAGE as PROBE
 
