@@ -11,8 +11,8 @@ The prefix-matching score is the attention a second-copy token pays to the token
 own earlier occurrence: what an induction head attends to (Olsson et al. 2022). A previous-token head
 in layer 0 and an induction head in layer 1 is the canonical two-layer circuit. The first-token
 score finds the head that does train_toy's second job (copying the first word, `task.training_batch`);
-the second copy's first query (p = L + 1, whose induction target is position 2) is left out, so the
-two targets never coincide with the query's own neighbours.
+the second copy's first query (p = L + 1) is left out: its token is the first word itself, so a head
+that attends to earlier copies of the current token would look at position 1 there too.
 """
 
 from __future__ import annotations
