@@ -1,4 +1,5 @@
-"""The `cortexlens` command: check params, query the store by SQL, list a model's hook points."""
+"""The `cortexlens` command: check params, query the store by SQL, list a model's hook points, compare a
+run's dvc.lock and metrics with git's."""
 
 from __future__ import annotations
 
@@ -82,6 +83,16 @@ def cmd_hooks(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_lock_diff(args: argparse.Namespace) -> int:
+    from cortexlens.lockdiff import diff_worktree, report
+
+    diff = diff_worktree(Path(args.repo), args.rev)
+    print("\n".join(report(diff)))
+    if diff.out_of_step:
+        return 1
+    return 1 if args.strict and not diff.identical else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cortexlens", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -101,6 +112,14 @@ def build_parser() -> argparse.ArgumentParser:
     hooks.add_argument("model")
     hooks.add_argument("--params", default="params.yaml")
     hooks.set_defaults(func=cmd_hooks)
+
+    lock = sub.add_parser("lock-diff", help="compare this run's dvc.lock and metrics files with git's: exit 1 if "
+                                            "the committed lock is out of step (code, params, stages), 0 if only "
+                                            "float outputs drifted (another CPU) or nothing differs")
+    lock.add_argument("--rev", default="HEAD", help="the git revision to compare with (default HEAD)")
+    lock.add_argument("--repo", default=".", help="the study's git working tree (default .)")
+    lock.add_argument("--strict", action="store_true", help="exit 1 on float drift too (the same kind of CPU)")
+    lock.set_defaults(func=cmd_lock_diff)
     return parser
 
 

@@ -62,6 +62,29 @@ def test_cross_validated_accuracy_equals_scikit_learn_exactly():
     assert ours.accuracies == theirs.tolist()
 
 
+def test_float_noise_the_probe_is_fit_to_convergence_not_stopped_early():
+    """The probe's weights are the optimum's, so they do not depend on the path L-BFGS took: another
+    CPU's float kernels (or a last-bit change of the stored activations) cannot move them. Fit in
+    float32 to scikit-learn's 1e-4 they were 1% from the optimum, and on the toy's stored features two
+    BLAS kernels of one machine gave topic accuracies 0.284 and 0.249."""
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(3)
+    n, d, classes = 480, 64, 4
+    y = rng.integers(0, classes, n)
+    mix = rng.normal(size=(d, d)) / np.sqrt(d) * np.linspace(0.05, 3, d)  # correlated, anisotropic
+    X = ((rng.normal(size=(n, d)) + 0.35 * rng.normal(size=(classes, d))[y]) @ mix + 5).astype(np.float32)
+    ours = GroupedLogisticProbe((1.0,), 3).fit(X, y).pipeline_  # C = 1: where stopping early moved most
+    z = ours[0].transform(X.astype(np.float64))
+    optimum = LogisticRegression(C=1.0, tol=1e-12, max_iter=20000).fit(z, y)  # float64, to the last digit
+    error = np.abs(ours[-1].coef_ - optimum.coef_).max() / np.abs(optimum.coef_).max()
+    assert error < 1e-4, error
+    nudged = (X * (1 + 2e-7 * rng.standard_normal(X.shape))).astype(np.float32)  # a few ulps
+    assert not np.array_equal(X, nudged)
+    g = rng.integers(0, 60, n).astype(str)
+    assert grouped_cv(SETTINGS.make_probe, X, y, g, 5).accuracies == grouped_cv(SETTINGS.make_probe, nudged, y, g, 5).accuracies
+
+
 def test_grouped_folds_give_the_honest_lower_accuracy_when_items_leak():
     """Each lexical item has its own vector and its own (random) class: a probe can memorise items.
     Ungrouped folds put every item in training and test, so memorising pays; grouped folds do not."""
