@@ -166,8 +166,10 @@ def report(diff: LockDiff, shown: int = 25) -> list[str]:
                      "commit the new dvc.lock and metrics with the code")
         lines += [f"  {line}" for line in diff.out_of_step[:shown]]
     if diff.outputs_changed or diff.metrics_changed:
-        lines.append(f"lock-diff: float drift: {len(diff.outputs_changed)} output(s) and {len(diff.metrics_changed)} "
-                     "metric value(s) differ from unchanged stages (this CPU's float kernels; same code, params and inputs)")
+        counts = f"{len(diff.outputs_changed)} output(s) and {len(diff.metrics_changed)} metric value(s) differ"
+        lines.append(f"lock-diff: and {counts}" if diff.out_of_step else
+                     f"lock-diff: float drift: {counts} from unchanged stages (this CPU's float kernels; "
+                     "same code, params and inputs)")
         lines += [f"  output {line}" for line in diff.outputs_changed[:shown]]
         lines += [f"  metric {line}" for line in diff.metrics_changed[:shown]]
         hidden = max(0, len(diff.outputs_changed) - shown) + max(0, len(diff.metrics_changed) - shown)
